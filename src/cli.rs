@@ -1,0 +1,147 @@
+//! Command-line definitions (clap) and dispatch. Each command's work lives in its own module.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::BackendOptions;
+
+#[derive(Debug, Parser)]
+#[command(name = "mlwf", version, about = "Run the ML experiment loop on W&B and GitHub")]
+pub struct Cli {
+    #[command(flatten)]
+    pub backend: BackendArgs,
+
+    /// Log filter (tracing syntax), e.g. `debug` or `mlwf=trace`.
+    #[arg(long, global = true, env = "MLWF_LOG", default_value = "info")]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where runs live: a W&B server (when `WANDB_API_KEY` or `WANDB_BASE_URL` is set) or the
+/// embedded local store.
+#[derive(Debug, Args, Clone)]
+pub struct BackendArgs {
+    /// W&B entity (user or team); defaults to the API key's default entity.
+    #[arg(long, global = true, env = "WANDB_ENTITY")]
+    pub entity: Option<String>,
+
+    /// W&B project.
+    #[arg(long, global = true, env = "WANDB_PROJECT", default_value = "mlwf")]
+    pub project: String,
+
+    /// Directory of the embedded store used when no W&B server is configured
+    /// (default: `.mlwf/` at the root of the current git repository, else the current directory).
+    #[arg(long, global = true, env = "MLWF_STORE")]
+    pub store: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a local W&B-compatible server backed by a directory.
+    Server(ServerArgs),
+    /// Read runs back.
+    #[command(subcommand)]
+    Results(ResultsCommand),
+    /// Measure mlwf's own speed.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory holding the database and the stored files; created if missing.
+    #[arg(long, default_value = ".mlwf/server")]
+    pub data: PathBuf,
+    /// An API key clients may use (repeatable). Without one, a key is made, stored in the
+    /// data directory and printed at start-up.
+    #[arg(long = "api-key")]
+    pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResultsCommand {
+    /// State, config and summary metrics of one run.
+    Summary(SummaryArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["run", "branch"])))]
+pub struct SummaryArgs {
+    /// Run id (the 8-character W&B run name).
+    #[arg(long)]
+    pub run: Option<String>,
+    /// The latest run whose `config.branch` is this branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Cost of one `log()` call: mlwf's client against the official `wandb` SDK.
+    Log(BenchLogArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchLogArgs {
+    /// Logged steps per measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub steps: usize,
+    /// Metrics per step.
+    #[arg(long, default_value_t = 4)]
+    pub metrics: usize,
+    /// Python interpreter with the official `wandb` package; skipped when absent.
+    #[arg(long, env = "MLWF_PYTHON", default_value = ".venv/bin/python")]
+    pub python: PathBuf,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let backend = BackendOptions::from(cli.backend);
+    match cli.command {
+        Command::Server(args) => crate::server::run_cli(args).await?,
+        Command::Results(ResultsCommand::Summary(args)) => {
+            crate::results::summary(&backend, args).await?
+        }
+        Command::Bench(BenchCommand::Log(args)) => crate::bench::log(args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

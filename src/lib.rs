@@ -1,0 +1,12 @@
+//! mlwf: the machine-learning experiment loop on Weights & Biases and GitHub.
+//!
+//! Layout: `wandb` is the W&B client every other part talks through, `server` the local
+//! W&B-compatible server (also the embedded default), `backend` picks between the two,
+//! `results` reads runs back, `bench` measures, and `cli` holds the clap definitions.
+
+pub mod backend;
+pub mod bench;
+pub mod cli;
+pub mod results;
+pub mod server;
+pub mod wandb;

@@ -1,0 +1,1 @@
+//! W&B client: GraphQL transport, runs, file stream, run files, artifacts, reads, alerts.
