@@ -1,1 +1,3 @@
 //! W&B client: GraphQL transport, runs, file stream, run files, artifacts, reads, alerts.
+
+pub mod graphql;
