@@ -1,3 +1,37 @@
-//! W&B client: GraphQL transport, runs, file stream, run files, artifacts, reads, alerts.
+//! W&B client: everything mlwf says to a Weights & Biases server goes through here.
+//!
+//! - [`Client`] (from [`Settings`]): runs, reads and artifact downloads.
+//! - [`Run`]: `log`, summary, console, system metrics, files, artifacts, alerts, `finish`.
+//! - `graphql`: every GraphQL document sent, validated against the schema by tests.
+//!
+//! Internals: `transport` (HTTP, auth, retries), `filestream` (the background writer),
+//! `files` (run files), `artifacts`, `reads`, `alerts`.
 
+mod alerts;
+mod artifacts;
+mod client;
+mod error;
+mod files;
+mod filestream;
 pub mod graphql;
+mod ids;
+mod json;
+mod reads;
+mod retry;
+mod run;
+mod settings;
+mod transport;
+
+pub use alerts::{AlertLevel, DEFAULT_ALERT_WAIT};
+pub use artifacts::{
+    ArtifactFile, ArtifactInfo, ArtifactRef, ArtifactSpec, DownloadedArtifact, LoggedArtifact,
+    Manifest, ManifestEntry,
+};
+pub use client::{Client, Viewer};
+pub use error::{Error, Result};
+pub use filestream::Stream;
+pub use json::Row;
+pub use reads::{RunInfo, RunQuery, RunState};
+pub use retry::{parse_retry_after, RetryPolicy};
+pub use run::{Run, RunSpec};
+pub use settings::{ApiKey, Resume, Settings, Tuning, DEFAULT_BASE_URL};
