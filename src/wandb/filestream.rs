@@ -203,7 +203,7 @@ impl Writer {
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Command>) {
         loop {
-            let deadline = self.next_deadline();
+            let deadline = self.next_deadline(Instant::now());
             let next = tokio::select! {
                 command = rx.recv() => Next::from(command),
                 _ = tokio::time::sleep_until(deadline) => Next::Timer,
@@ -231,7 +231,8 @@ impl Writer {
                 }
                 Next::Timer => {}
             }
-            if self.dead.is_none() && Instant::now() >= self.next_deadline() {
+            let now = Instant::now();
+            if self.dead.is_none() && now >= self.next_deadline(now) {
                 // Either buffered data is due, or nothing was sent for a heartbeat interval and
                 // the empty request keeps the run alive.
                 let _ = self.transmit(None).await;
@@ -332,12 +333,11 @@ impl Writer {
     /// When the next request is due: at once for the first data, a preemption notice or a
     /// full request's worth of backlog; else one transmit interval after the last request;
     /// with nothing to send, one heartbeat interval after the last request.
-    fn next_deadline(&self) -> Instant {
+    fn next_deadline(&self, now: Instant) -> Instant {
         let tuning = self.transport.tuning();
         if self.dead.is_some() {
-            return far_future();
+            return far_future(now);
         }
-        let now = Instant::now();
         if !self.has_data() {
             return self.last_request.unwrap_or(self.created) + tuning.heartbeat_interval;
         }
@@ -502,8 +502,8 @@ impl From<Option<Command>> for Next {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+fn far_future(now: Instant) -> Instant {
+    now + Duration::from_secs(86_400 * 365)
 }
 
 /// Bytes a line adds to a request body: the JSON string with quotes, escapes and a comma.

@@ -1,0 +1,71 @@
+//! Helpers shared by the `wandb_*` integration tests: a loopback HTTP server and settings
+//! with tiny waits so retries take milliseconds.
+
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+pub mod fake;
+
+use std::time::Duration;
+
+use axum::Router;
+use mlwf::wandb::{ApiKey, RetryPolicy, Settings, Tuning};
+
+/// The API key tests use; assertions check it never shows up in errors.
+pub const KEY: &str = "testkey-0123456789abcdefghijklmnopqrstuvwxyz";
+
+/// Serves `router` on a free loopback port and returns its base URL.
+pub async fn serve(router: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    format!("http://{addr}")
+}
+
+/// A base URL nothing listens on.
+pub async fn closed_port_url() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let addr = listener.local_addr().expect("local addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+/// Retries in milliseconds, a 10 ms transmit interval and a long heartbeat.
+pub fn fast_tuning() -> Tuning {
+    let policy =
+        |attempts| RetryPolicy::new(attempts, Duration::from_millis(1), Duration::from_millis(5));
+    Tuning {
+        graphql_retry: policy(4).with_attempt_timeout(Duration::from_secs(5)),
+        file_stream_retry: policy(200).with_attempt_timeout(Duration::from_secs(5)),
+        transfer_retry: policy(4),
+        transmit_interval: Duration::from_millis(10),
+        heartbeat_interval: Duration::from_secs(3600),
+        max_request_bytes: 10 << 20,
+    }
+}
+
+/// Settings for a test server at `base_url`, with [`KEY`] and [`fast_tuning`].
+pub fn settings(base_url: &str) -> Settings {
+    let mut settings = Settings::new(base_url, Some(ApiKey::new(KEY))).expect("settings");
+    settings.entity = Some("testent".into());
+    settings.project = Some("proj".into());
+    settings.tuning = fast_tuning();
+    settings
+}
+
+/// `serde_json::json!` object literal as a metrics row.
+#[macro_export]
+macro_rules! row {
+    ($($tt:tt)*) => {
+        match serde_json::json!({ $($tt)* }) {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    };
+}
