@@ -493,8 +493,7 @@ fn create_artifact(state: &mut FakeState, input: &Value) -> Value {
     let latest = state
         .artifacts
         .iter()
-        .filter(|a| a.collection == collection && a.state == "COMMITTED")
-        .last()
+        .rfind(|a| a.collection == collection && a.state == "COMMITTED")
         .map(|a| json!({"id": a.id}));
     if let Some(same) = state
         .artifacts
