@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
@@ -118,6 +118,8 @@ pub struct FakeState {
     /// Protocol violations found while storing lines (gaps in offsets).
     pub violations: Vec<String>,
     pub stop_requested: bool,
+    /// MD5s `RunFiles` reports instead of the stored bytes' own (to simulate corruption).
+    pub reported_md5: HashMap<String, String>,
     fault_plan: Option<FaultPlan>,
 }
 
@@ -151,6 +153,8 @@ impl FakeWandb {
                 post(file_stream),
             )
             .route("/storage/{*key}", put(store).get(fetch))
+            // file_stream requests reach 10 MiB; axum's default limit is 2 MiB.
+            .layer(DefaultBodyLimit::max(64 << 20))
             .with_state(app.clone());
         let base_url = serve(router.clone()).await;
         // Signed storage URLs point at another origin, as on the real service, so the client
@@ -456,7 +460,8 @@ fn answer(app: &AppState, state: &mut FakeState, op: &str, v: &Value) -> Result<
                 .flat_map(|r| r.run_files.iter())
                 .filter(|(name, _)| v["fileNames"].as_array().unwrap().contains(&json!(name)))
                 .map(|(name, key)| {
-                    let md5 = state.storage.get(key).map(|b| b64_md5(b));
+                    let md5 =
+                        state.reported_md5.get(key).cloned().or_else(|| state.storage.get(key).map(|b| b64_md5(b)));
                     json!({"node": {"name": name, "directUrl": app.url(key), "md5": md5, "sizeBytes": 1}})
                 })
                 .collect();
