@@ -279,6 +279,16 @@ async fn resumed_runs_continue_offsets_and_steps() {
         assert_eq!(config, json!({"extra": {"value": true}}));
     });
 
+    // Reusing the id without resume must not overwrite stored history.
+    let reuse = client.start_run(spec("resume01")).await.unwrap();
+    assert!(!reuse.resumed());
+    reuse.log(row! {"loss": 4});
+    reuse.finish(0).await.unwrap();
+    fake.with(|state| {
+        assert!(state.violations.is_empty(), "{:?}", state.violations);
+        assert_eq!(state.run("resume01").history().len(), 5);
+    });
+
     let missing = RunSpec {
         resume: Some(Resume::Must),
         ..spec("nothere1")
@@ -313,4 +323,20 @@ async fn unreachable_file_stream_fails_finish_without_hanging() {
         err.to_string().contains("file_stream") && err.to_string().contains("503"),
         "{err}"
     );
+}
+
+/// Compile-time check: handles can be shared across tasks and their futures spawned.
+#[allow(dead_code)]
+fn handles_and_futures_are_send(client: &Client, run: &mlwf::wandb::Run) {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    send_sync(client);
+    send_sync(run);
+    send(client.start_run(RunSpec::default()));
+    send(client.runs("e", "p", &mlwf::wandb::RunQuery::new()));
+    send(client.download_artifact(&"a:b".parse().unwrap(), std::path::Path::new("/tmp")));
+    send(run.finish(0));
+    send(run.save_file("/tmp/x", "x"));
+    send(run.log_artifact(mlwf::wandb::ArtifactSpec::new("a", "model")));
+    send(run.config_update(row! {"a": 1}));
 }

@@ -95,6 +95,11 @@ pub(crate) fn spawn(
     (tx, feedback)
 }
 
+/// Indices into `Writer::files`.
+const HISTORY: usize = 0;
+const EVENTS: usize = 1;
+const OUTPUT: usize = 2;
+
 /// Lines of one append-only file: `offset` is the line number of the first unacknowledged line.
 struct LineFile {
     name: &'static str,
@@ -151,7 +156,7 @@ struct Chunk<'a> {
 struct Writer {
     transport: Arc<Transport>,
     url: Url,
-    /// History, events, output.
+    /// Indexed by `HISTORY`, `EVENTS`, `OUTPUT`.
     files: [LineFile; 3],
     summary: Row,
     /// Bumped on every summary change; the summary is re-sent while `summary_acked` lags.
@@ -257,7 +262,7 @@ impl Writer {
                 row.insert("_runtime".into(), json!(runtime));
                 row.insert("_timestamp".into(), json!(timestamp));
                 if let Some(line) = self.encode_line(&row) {
-                    self.push(0, line);
+                    self.push(HISTORY, line);
                 }
                 self.summary.extend(row);
                 self.summary
@@ -282,12 +287,12 @@ impl Writer {
                     line.insert(key, value);
                 }
                 if let Some(line) = self.encode_line(&line) {
-                    self.push(1, line);
+                    self.push(EVENTS, line);
                 }
             }
             Command::Console { stream, text, at } => {
                 for line in console_lines(stream, at, &text) {
-                    self.push(2, line);
+                    self.push(OUTPUT, line);
                 }
             }
             Command::Uploaded(names) => self.uploaded.extend(names),

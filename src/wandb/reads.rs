@@ -275,7 +275,7 @@ impl Client {
         let mut cursor: Option<String> = None;
         loop {
             let wanted = query.limit.map_or(RUNS_PER_PAGE, |limit| {
-                (limit - runs.len()).min(RUNS_PER_PAGE)
+                limit.saturating_sub(runs.len()).min(RUNS_PER_PAGE)
             });
             if wanted == 0 {
                 break;

@@ -83,6 +83,7 @@ struct UpsertedRun {
     name: String,
     display_name: Option<String>,
     project: Option<UpsertedProject>,
+    history_line_count: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,7 +114,7 @@ impl Client {
             None => None,
         };
         let resumed = existing.is_some();
-        let (start, next_step, mut config) = match existing {
+        let (mut start, next_step, mut config) = match existing {
             Some(run) => resume_point(run),
             None => (StreamStart::default(), 0, Row::new()),
         };
@@ -149,6 +150,16 @@ impl Client {
             "summaryMetrics": null,
         });
         let run = self.upsert(variables).await?;
+        let stored_lines = run.history_line_count.unwrap_or(0);
+        if !resumed && stored_lines > 0 {
+            // Never overwrite stored history: append after it, as the official client does.
+            tracing::warn!(
+                run = %run.name,
+                stored_lines,
+                "run already has history; appending after it (set WANDB_RESUME=allow to continue its steps)"
+            );
+            start.history_offset = stored_lines;
+        }
         // The server's canonical names address the file stream.
         let (entity, project) = match run.project {
             Some(p) => (p.entity.map(|e| e.name).unwrap_or(entity), p.name),

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    md5_file, ArtifactInfo, ArtifactRef, DownloadedArtifact, Manifest, ManifestEntry, Named,
-    RawArtifact, TRANSFERS_IN_FLIGHT,
+    md5_file, ArtifactInfo, ArtifactRef, DownloadedArtifact, Manifest, Named, RawArtifact,
+    TRANSFERS_IN_FLIGHT,
 };
 use crate::wandb::client::Client;
 use crate::wandb::error::{Error, Result};
@@ -80,28 +80,24 @@ impl Client {
             .join("artifacts")
             .join("obj")
             .join("md5");
-        let wanted: Vec<(&String, &ManifestEntry)> = manifest
-            .contents
-            .iter()
-            .filter(|(name, entry)| match &entry.reference {
-                Some(uri) => {
-                    tracing::warn!(file = %name, %uri, "skipping a reference entry: its bytes live outside W&B");
-                    false
-                }
-                None => true,
-            })
-            .collect();
+        // Owned (name, digest, url) triples: closures over borrowed tuples would make this
+        // future not `Send` (a higher-ranked lifetime limitation of the compiler).
+        let mut wanted = Vec::with_capacity(manifest.contents.len());
+        for (name, entry) in manifest.contents {
+            if let Some(uri) = &entry.reference {
+                tracing::warn!(file = %name, %uri, "skipping a reference entry: its bytes live outside W&B");
+                continue;
+            }
+            let url = urls
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("download URL of artifact file {name}")))?;
+            wanted.push((name, entry.digest, url));
+        }
+        let cache = &cache;
         let files = futures::stream::iter(wanted)
-            .map(|(name, entry)| {
-                let url = urls.get(name.as_str());
-                let cache = &cache;
-                async move {
-                    let url = url.ok_or_else(|| {
-                        Error::NotFound(format!("download URL of artifact file {name}"))
-                    })?;
-                    self.fetch_verified(name, &entry.digest, url, dir, cache)
-                        .await
-                }
+            .map(|(name, digest, url)| async move {
+                self.fetch_verified(&name, &digest, &url, dir, cache).await
             })
             .buffered(TRANSFERS_IN_FLIGHT)
             .try_collect()

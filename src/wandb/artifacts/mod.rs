@@ -64,6 +64,7 @@ impl ArtifactSpec {
     }
 
     /// Adds every file under `dir`, named by its path relative to `dir` with `/` separators.
+    /// Symlinks to files are included; symlinks to directories are not followed.
     pub fn dir(mut self, dir: impl AsRef<Path>) -> Result<Self> {
         let root = dir.as_ref();
         let mut pending = vec![root.to_path_buf()];
@@ -71,12 +72,16 @@ impl ArtifactSpec {
             let entries = std::fs::read_dir(&current)
                 .map_err(|e| Error::io("cannot list artifact directory", &current, e))?;
             for entry in entries {
-                let path = entry
-                    .map_err(|e| Error::io("cannot list artifact directory", &current, e))?
-                    .path();
-                if path.is_dir() {
+                let entry =
+                    entry.map_err(|e| Error::io("cannot list artifact directory", &current, e))?;
+                let path = entry.path();
+                let kind = entry
+                    .file_type()
+                    .map_err(|e| Error::io("cannot list artifact directory", &path, e))?;
+                // Symlinked directories are not followed: a link cycle would never end.
+                if kind.is_dir() {
                     pending.push(path);
-                } else {
+                } else if kind.is_file() || path.is_file() {
                     let relative = path.strip_prefix(root).unwrap_or(&path);
                     let name: Vec<String> = relative
                         .components()
