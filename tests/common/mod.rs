@@ -5,7 +5,9 @@
 #![allow(dead_code)]
 
 pub mod fake;
+pub mod faulty_proxy;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
@@ -68,4 +70,20 @@ macro_rules! row {
             _ => unreachable!(),
         }
     };
+}
+
+/// The Python interpreter with the official `wandb` SDK: `MLWF_PYTHON`, else `.venv/bin/python`.
+/// `None` (the test is skipped, and says so) when it is missing, unless `MLWF_REQUIRE_PYTHON`
+/// is set, as `scripts/test.sh` does, where a missing SDK fails the test instead.
+pub fn python() -> Option<PathBuf> {
+    let python = std::env::var_os("MLWF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    if python.exists() {
+        return Some(python);
+    }
+    let why = format!("no Python with the official wandb SDK at {} (run scripts/test.sh)", python.display());
+    assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
+    eprintln!("skipped: {why}");
+    None
 }

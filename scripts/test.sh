@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need (a Python venv with
+# the official wandb SDK, pinned), then format check, clippy with warnings as errors, and cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=.venv
+requirements=scripts/requirements-test.txt
+stamp="$venv/.mlwf-requirements"
+if ! cmp -s "$requirements" "$stamp" 2>/dev/null; then
+    echo "==> creating $venv from $requirements"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$stamp"
+fi
+# Tests that drive the official SDK fail, rather than skip, when it is missing.
+export MLWF_PYTHON="$PWD/$venv/bin/python"
+export MLWF_REQUIRE_PYTHON=1
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+echo "==> cargo test"
+cargo test --all-targets --locked

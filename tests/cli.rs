@@ -1,0 +1,113 @@
+//! The `mlwf` binary end to end: backend choice, `results summary`, and clear errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use mlwf::server::{self, ServerOptions};
+use mlwf::wandb::{ApiKey, Client, RunSpec, Settings};
+use serde_json::{json, Value};
+
+/// `mlwf ARGS` in `dir` with no W&B variables from the environment of the test run.
+fn mlwf(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mlwf"));
+    command.current_dir(dir).args(args);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("WANDB_") {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied()).output().expect("run mlwf")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Logs a finished run of `branch` into the server at `data_dir`, then stops the server.
+async fn seed_run(data_dir: &Path, branch: &str, loss: f64) -> String {
+    let server = server::start(
+        ServerOptions { data_dir: data_dir.to_owned(), api_keys: vec![common::KEY.into()] },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("start server");
+    let mut settings = Settings::new(server.base_url(), Some(ApiKey::new(common::KEY))).unwrap();
+    settings.tuning = common::fast_tuning();
+    let client = Client::new(settings).unwrap();
+    let run = client
+        .start_run(RunSpec {
+            entity: Some("local".into()),
+            project: Some("mlwf".into()),
+            config: row!("branch": branch, "lr": 0.001),
+            ..RunSpec::default()
+        })
+        .await
+        .expect("start run");
+    run.log(row!("train/loss": loss * 2.0));
+    run.log(row!("train/loss": loss));
+    let id = run.id().to_owned();
+    run.finish(0).await.expect("finish");
+    server.shutdown().await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_summary_reads_the_embedded_store_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join(".mlwf");
+    let older = seed_run(&store.join("server"), "feat-x", 2.0).await;
+    let newer = seed_run(&store.join("server"), "feat-x", 1.5).await;
+    assert_ne!(older, newer);
+
+    let store_arg = store.to_str().unwrap();
+    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--branch", "feat-x", "--json"], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("embedded local store"), "says which backend: {}", stderr(&output));
+    let run: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(run["id"], json!(newer), "the latest run of the branch");
+    assert_eq!(run["state"], "finished");
+    assert_eq!(run["config"]["branch"], "feat-x");
+    assert_eq!(run["summary"]["train/loss"], json!(1.5));
+
+    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--run", &older], &[]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(&older) && text.contains("finished") && text.contains("train/loss"), "{text}");
+
+    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--branch", "nope"], &[]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("no run of branch \"nope\""), "{}", stderr(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server::start(
+        ServerOptions { data_dir: dir.path().join("server"), api_keys: vec![common::KEY.into()] },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let wrong = "local-wrongwrongwrongwrongwrongwrongwrongwrong";
+    let output = mlwf(
+        dir.path(),
+        &["--entity", "local", "results", "summary", "--run", "abc"],
+        &[("WANDB_BASE_URL", server.base_url()), ("WANDB_API_KEY", wrong)],
+    );
+    let err = stderr(&output);
+    assert!(!output.status.success());
+    assert!(err.contains("API key") && err.contains(server.base_url()), "{err}");
+    assert!(!err.contains(wrong), "the key leaked: {err}");
+    server.shutdown().await;
+}
+
+#[test]
+fn a_base_url_without_a_key_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output =
+        mlwf(dir.path(), &["results", "summary", "--run", "abc"], &[("WANDB_BASE_URL", "http://127.0.0.1:9")]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("WANDB_API_KEY is not"), "{}", stderr(&output));
+}

@@ -1,0 +1,223 @@
+//! mlwf against a client nobody here wrote: the official `wandb` SDK writes a run that mlwf's
+//! client reads back, and mlwf's client writes a run that the official `wandb.Api()` reads back,
+//! both through `mlwf server`. Also: file-stream rows survive a proxy that fails requests.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use md5::{Digest, Md5};
+use mlwf::server::{self, RunningServer, ServerOptions};
+use mlwf::wandb::{ArtifactFile, ArtifactSpec, Client, RunSpec, RunState, Settings, Stream};
+use serde_json::{json, Value};
+
+const KEY: &str = common::KEY;
+
+struct Fixture {
+    server: RunningServer,
+    dir: tempfile::TempDir,
+}
+
+async fn start_server() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = server::start(
+        ServerOptions { data_dir: dir.path().join("server"), api_keys: vec![KEY.into()] },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("start server");
+    Fixture { server, dir }
+}
+
+fn client_for(base_url: &str) -> Client {
+    let mut settings: Settings = common::settings(base_url);
+    settings.entity = Some("interop".into());
+    settings.project = Some("proj".into());
+    settings.cache_dir = std::env::temp_dir().join(format!("mlwf-interop-cache-{}", std::process::id()));
+    Client::new(settings).expect("client")
+}
+
+/// Runs a script of `tests/python/` with the official SDK pointed at `server`; returns its
+/// last stdout line as JSON.
+fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> Value {
+    let wandb_dir = fixture.dir.path().join("wandb");
+    std::fs::create_dir_all(&wandb_dir).expect("wandb dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let output = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .env("WANDB_BASE_URL", fixture.server.base_url())
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_ENTITY", "interop")
+        .env("WANDB_PROJECT", "proj")
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("WANDB_SILENT", "true")
+        .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "1")
+        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1")
+        .env("WANDB_DIR", &wandb_dir)
+        .env("WANDB_CACHE_DIR", &wandb_dir)
+        .env("WANDB_CONFIG_DIR", &wandb_dir)
+        .env("WANDB_DATA_DIR", &wandb_dir)
+        .env("WANDB_ARTIFACT_DIR", &wandb_dir)
+        .output()
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script:?} printed no JSON ({e}): {stdout}"))
+}
+
+fn md5_base64(path: &Path) -> String {
+    use base64::Engine;
+    let bytes = std::fs::read(path).expect("read file");
+    base64::engine::general_purpose::STANDARD.encode(Md5::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_run_reads_back_through_mlwf_client() {
+    let Some(python) = common::python() else { return };
+    let fixture = start_server().await;
+    let work = fixture.dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let logged = run_python(&python, &fixture, "interop_sdk_writes.py", &[work.to_str().unwrap()]);
+
+    let client = client_for(fixture.server.base_url());
+    let (entity, project) = (logged["entity"].as_str().unwrap(), logged["project"].as_str().unwrap());
+    let run_id = logged["run_id"].as_str().unwrap();
+    let run = client.run(entity, project, run_id).await.expect("read run").expect("run exists");
+    assert_eq!(run.state, RunState::Finished);
+    assert_eq!(run.tags, vec!["interop".to_string(), "sdk".to_string()]);
+    for (key, value) in logged["config"].as_object().unwrap() {
+        assert_eq!(run.config.get(key), Some(value), "config key {key}");
+    }
+    for (key, value) in logged["summary"].as_object().unwrap() {
+        assert_eq!(run.summary.get(key), Some(value), "summary key {key}");
+    }
+
+    let history = client.history(entity, project, run_id).await.expect("read history");
+    let rows = logged["rows"].as_array().unwrap();
+    assert_eq!(history.len(), rows.len(), "every logged row comes back once");
+    for (step, (got, want)) in history.iter().zip(rows).enumerate() {
+        assert_eq!(got.get("_step"), Some(&json!(step)), "row order");
+        for (key, value) in want.as_object().unwrap() {
+            assert_eq!(got.get(key), Some(value), "step {step} key {key}");
+        }
+    }
+    let last_row = rows.last().unwrap().as_object().unwrap();
+    for (key, value) in last_row {
+        assert_eq!(run.summary.get(key), Some(value), "summary holds the last {key}");
+    }
+
+    let reference = logged["artifact"].as_str().unwrap().parse().expect("artifact ref");
+    let download = fixture.dir.path().join("download");
+    let downloaded = client.download_artifact(&reference, &download).await.expect("download artifact");
+    let file = downloaded.root.join(logged["file"].as_str().unwrap());
+    assert_eq!(md5_base64(&file), logged["md5"].as_str().unwrap());
+    fixture.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mlwf_run_reads_back_through_official_api() {
+    let Some(python) = common::python() else { return };
+    let fixture = start_server().await;
+    let client = client_for(fixture.server.base_url());
+    let config = row!("branch": "feat-mlwf", "lr": 0.0003, "layers": 6, "nested": {"heads": [4, 8]});
+    let run = client
+        .start_run(RunSpec {
+            config: config.clone(),
+            tags: vec!["interop".into(), "mlwf".into()],
+            name: Some("mlwf-writer".into()),
+            ..RunSpec::default()
+        })
+        .await
+        .expect("start run");
+    let rows: Vec<_> = (0..500)
+        .map(|step| row!("loss": 4.0 / (step as f64 + 1.0), "acc": step as f64 / 500.0, "lr": 0.0003, "tokens": step * 1024, "epoch": step / 100))
+        .collect();
+    for row in &rows {
+        run.log(row.clone());
+    }
+    run.summary_update(row!("best/val_loss": 1.25));
+    run.console("hello from mlwf", Stream::Stdout);
+    run.console("a warning on stderr", Stream::Stderr);
+
+    let weights: PathBuf = fixture.dir.path().join("weights.bin");
+    std::fs::write(&weights, (0..4096u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+    let logged = run
+        .log_artifact(ArtifactSpec {
+            name: "mlwf-model".into(),
+            artifact_type: "model".into(),
+            files: vec![ArtifactFile { name: "weights.bin".into(), path: weights.clone() }],
+            metadata: row!("step": 500),
+            aliases: vec!["best".into()],
+            description: None,
+        })
+        .await
+        .expect("log artifact");
+    assert!(!logged.deduplicated);
+    let path = format!("interop/proj/{}", run.id());
+    run.finish(0).await.expect("finish");
+
+    let download = fixture.dir.path().join("sdk-download");
+    let seen = run_python(&python, &fixture, "interop_sdk_reads.py", &[&path, "interop/proj/mlwf-model:best", download.to_str().unwrap()]);
+    assert_eq!(seen["state"], "finished");
+    assert_eq!(seen["tags"], json!(["interop", "mlwf"]));
+    for (key, value) in &config {
+        assert_eq!(&seen["config"][key], value, "config key {key}");
+    }
+    assert_eq!(seen["listed_by_branch"], json!([path.rsplit('/').next().unwrap()]));
+    assert_eq!(seen["summary"]["best/val_loss"], json!(1.25));
+    assert_eq!(seen["summary"]["loss"], rows.last().unwrap()["loss"]);
+    let read_rows = seen["rows"].as_array().unwrap();
+    assert_eq!(read_rows.len(), rows.len());
+    for (step, (got, want)) in read_rows.iter().zip(&rows).enumerate() {
+        assert_eq!(got["_step"], json!(step));
+        for (key, value) in want {
+            assert_eq!(&got[key], value, "step {step} key {key}");
+        }
+    }
+    let log = seen["output_log"].as_str().unwrap();
+    assert!(log.contains("hello from mlwf"), "output.log: {log}");
+    assert!(log.lines().any(|l| l.starts_with("ERROR ") && l.ends_with("a warning on stderr")), "output.log: {log}");
+    let file = Path::new(seen["artifact_dir"].as_str().unwrap()).join("weights.bin");
+    assert_eq!(md5_base64(&file), md5_base64(&weights));
+    assert_eq!(seen["artifact_metadata"]["step"], json!(500));
+    fixture.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
+    let fixture = start_server().await;
+    let (proxy_url, counts) = common::faulty_proxy::start(fixture.server.base_url(), 15, 15).await;
+    let client = client_for(&proxy_url);
+    let run = client.start_run(RunSpec::default()).await.expect("start run");
+    for step in 0..10_000u64 {
+        run.log(row!("step_value": step, "half": step as f64 / 2.0));
+        if step % 1000 == 0 {
+            // Let several requests go out (and fail) during logging, not only at finish.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    run.finish(0).await.expect("finish through faults");
+    assert!(counts.refused.load(Ordering::Relaxed) > 0, "the proxy refused some requests");
+    assert!(counts.answer_lost.load(Ordering::Relaxed) > 0, "the proxy lost some answers");
+
+    let direct = client_for(fixture.server.base_url());
+    let history = direct.history("interop", "proj", run.id()).await.expect("history");
+    assert_eq!(history.len(), 10_000, "no row lost or duplicated");
+    for (step, row) in history.iter().enumerate() {
+        assert_eq!(row.get("_step"), Some(&json!(step)));
+        assert_eq!(row.get("step_value"), Some(&json!(step)));
+    }
+    let info = direct.run("interop", "proj", run.id()).await.unwrap().unwrap();
+    assert_eq!(info.state, RunState::Finished);
+    fixture.server.shutdown().await;
+}
