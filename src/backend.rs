@@ -26,7 +26,11 @@ pub struct BackendOptions {
 
 impl From<BackendArgs> for BackendOptions {
     fn from(args: BackendArgs) -> Self {
-        Self { entity: args.entity, project: args.project, store: args.store }
+        Self {
+            entity: args.entity,
+            project: args.project,
+            store: args.store,
+        }
     }
 }
 

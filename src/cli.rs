@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::backend::BackendOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "mlwf", version, about = "Run the ML experiment loop on W&B and GitHub")]
+#[command(
+    name = "mlwf",
+    version,
+    about = "Run the ML experiment loop on W&B and GitHub"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub backend: BackendArgs,
