@@ -98,7 +98,8 @@ async fn connect_embedded(env: Settings, options: &BackendOptions) -> anyhow::Re
         Some(dir) => dir.clone(),
         None => default_store_dir()?,
     };
-    let key = random_api_key();
+    // A key for this process alone: only it talks to its embedded server.
+    let key = server::generate_key();
     let server = server::start(
         ServerOptions { data_dir: store.join("server"), api_keys: vec![key.clone()] },
         ([127, 0, 0, 1], 0).into(),
@@ -124,12 +125,6 @@ async fn bind(
         .await
         .with_context(|| format!("connecting to the {backend}"))?;
     Ok(Connection { client, entity, project: options.project.clone(), backend, embedded })
-}
-
-/// A key for this process alone, in W&B's format (`prefix-` and 40 `[A-Za-z0-9]`).
-pub(crate) fn random_api_key() -> String {
-    use rand::distr::{Alphanumeric, SampleString};
-    format!("local-{}", Alphanumeric.sample_string(&mut rand::rng(), 40))
 }
 
 /// `.mlwf/` at the root of the current git work tree, else in the current directory.

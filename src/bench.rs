@@ -25,7 +25,7 @@ struct LogCost {
 /// Times `log()` of mlwf's client and of the official SDK against one local server.
 pub async fn log(args: BenchLogArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    let key = crate::backend::random_api_key();
+    let key = server::generate_key();
     let server = server::start(
         ServerOptions { data_dir: scratch.path().join("server"), api_keys: vec![key.clone()] },
         ([127, 0, 0, 1], 0).into(),

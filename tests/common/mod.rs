@@ -14,7 +14,7 @@ use axum::Router;
 use mlwf::wandb::{ApiKey, RetryPolicy, Settings, Tuning};
 
 /// The API key tests use; assertions check it never shows up in errors.
-pub const KEY: &str = "testkey-0123456789abcdefghijklmnopqrstuvwxyz";
+pub const KEY: &str = "testkey-0123456789abcdefghijklmnopqrstuvwxyz_ABCD";
 
 /// Serves `router` on a free loopback port and returns its base URL.
 pub async fn serve(router: Router) -> String {
