@@ -75,13 +75,21 @@ impl Connection {
 /// Connects as the environment says and prints which backend is in use to stderr.
 pub async fn connect(options: &BackendOptions) -> anyhow::Result<Connection> {
     let env = Settings::from_env().context("reading the WANDB_* environment")?;
-    let remote = std::env::var_os("WANDB_API_KEY").is_some() || std::env::var_os("WANDB_BASE_URL").is_some();
-    let connection = if remote { connect_remote(env, options).await? } else { connect_embedded(env, options).await? };
+    let remote =
+        std::env::var_os("WANDB_API_KEY").is_some() || std::env::var_os("WANDB_BASE_URL").is_some();
+    let connection = if remote {
+        connect_remote(env, options).await?
+    } else {
+        connect_embedded(env, options).await?
+    };
     eprintln!("mlwf: using {}", connection.backend);
     Ok(connection)
 }
 
-async fn connect_remote(settings: Settings, options: &BackendOptions) -> anyhow::Result<Connection> {
+async fn connect_remote(
+    settings: Settings,
+    options: &BackendOptions,
+) -> anyhow::Result<Connection> {
     let base_url = settings.base_url.to_string();
     if settings.api_key.is_none() {
         bail!(
@@ -101,14 +109,20 @@ async fn connect_embedded(env: Settings, options: &BackendOptions) -> anyhow::Re
     // A key for this process alone: only it talks to its embedded server.
     let key = server::generate_key();
     let server = server::start(
-        ServerOptions { data_dir: store.join("server"), api_keys: vec![key.clone()] },
+        ServerOptions {
+            data_dir: store.join("server"),
+            api_keys: vec![key.clone()],
+        },
         ([127, 0, 0, 1], 0).into(),
     )
     .await
     .with_context(|| format!("starting the embedded store in {}", store.display()))?;
     // Run defaults from the environment (WANDB_RUN_ID, WANDB_TAGS, ...) still apply.
     let mut settings = env;
-    settings.base_url = server.base_url().parse().context("the embedded server's URL")?;
+    settings.base_url = server
+        .base_url()
+        .parse()
+        .context("the embedded server's URL")?;
     settings.api_key = Some(ApiKey::new(key));
     let client = Client::new(settings)?;
     bind(client, options, Backend::Embedded { store }, Some(server)).await
@@ -124,7 +138,13 @@ async fn bind(
         .resolve_entity(options.entity.as_deref())
         .await
         .with_context(|| format!("connecting to the {backend}"))?;
-    Ok(Connection { client, entity, project: options.project.clone(), backend, embedded })
+    Ok(Connection {
+        client,
+        entity,
+        project: options.project.clone(),
+        backend,
+        embedded,
+    })
 }
 
 /// `.mlwf/` at the root of the current git work tree, else in the current directory.
@@ -134,5 +154,8 @@ fn default_store_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn git_root(start: &Path) -> Option<PathBuf> {
-    start.ancestors().find(|dir| dir.join(".git").exists()).map(Path::to_path_buf)
+    start
+        .ancestors()
+        .find(|dir| dir.join(".git").exists())
+        .map(Path::to_path_buf)
 }

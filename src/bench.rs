@@ -27,7 +27,10 @@ pub async fn log(args: BenchLogArgs) -> anyhow::Result<()> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let key = server::generate_key();
     let server = server::start(
-        ServerOptions { data_dir: scratch.path().join("server"), api_keys: vec![key.clone()] },
+        ServerOptions {
+            data_dir: scratch.path().join("server"),
+            api_keys: vec![key.clone()],
+        },
         ([127, 0, 0, 1], 0).into(),
     )
     .await?;
@@ -36,10 +39,21 @@ pub async fn log(args: BenchLogArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn compare(args: &BenchLogArgs, server: &RunningServer, key: &str, scratch: &Path) -> anyhow::Result<()> {
+async fn compare(
+    args: &BenchLogArgs,
+    server: &RunningServer,
+    key: &str,
+    scratch: &Path,
+) -> anyhow::Result<()> {
     let ours = mlwf_log_cost(args, server, key).await?;
-    println!("log() cost, {} steps of {} metrics, against one local mlwf server:", args.steps, args.metrics);
-    println!("  mlwf client     {:>9.3} µs/call   finish {:.3} s", ours.log_us_per_call, ours.finish_s);
+    println!(
+        "log() cost, {} steps of {} metrics, against one local mlwf server:",
+        args.steps, args.metrics
+    );
+    println!(
+        "  mlwf client     {:>9.3} µs/call   finish {:.3} s",
+        ours.log_us_per_call, ours.finish_s
+    );
     if !args.python.exists() {
         println!(
             "  official wandb  skipped: no Python at {} (run scripts/test.sh once, or pass --python)",
@@ -48,30 +62,58 @@ async fn compare(args: &BenchLogArgs, server: &RunningServer, key: &str, scratch
         return Ok(());
     }
     let sdk = sdk_log_cost(args, server, key, scratch).await?;
-    println!("  official wandb  {:>9.3} µs/call   finish {:.3} s", sdk.log_us_per_call, sdk.finish_s);
-    println!("  mlwf is {:.0}x cheaper per log()", sdk.log_us_per_call / ours.log_us_per_call);
+    println!(
+        "  official wandb  {:>9.3} µs/call   finish {:.3} s",
+        sdk.log_us_per_call, sdk.finish_s
+    );
+    println!(
+        "  mlwf is {:.0}x cheaper per log()",
+        sdk.log_us_per_call / ours.log_us_per_call
+    );
     Ok(())
 }
 
-async fn mlwf_log_cost(args: &BenchLogArgs, server: &RunningServer, key: &str) -> anyhow::Result<LogCost> {
+async fn mlwf_log_cost(
+    args: &BenchLogArgs,
+    server: &RunningServer,
+    key: &str,
+) -> anyhow::Result<LogCost> {
     let client = Client::new(Settings::new(server.base_url(), Some(ApiKey::new(key)))?)?;
-    let spec = RunSpec { entity: Some("bench".into()), project: Some("bench".into()), ..RunSpec::default() };
-    let run = client.start_run(spec).await.context("starting the benchmark run")?;
+    let spec = RunSpec {
+        entity: Some("bench".into()),
+        project: Some("bench".into()),
+        ..RunSpec::default()
+    };
+    let run = client
+        .start_run(spec)
+        .await
+        .context("starting the benchmark run")?;
     let names: Vec<String> = (0..args.metrics).map(|i| format!("m{i}")).collect();
     let start = Instant::now();
     for step in 0..args.steps {
         // Building the row is part of the caller's cost in both clients, so it is timed.
-        let row: Map<_, _> =
-            names.iter().enumerate().map(|(i, name)| (name.clone(), json!(step as f64 * 0.001 + i as f64))).collect();
+        let row: Map<_, _> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), json!(step as f64 * 0.001 + i as f64)))
+            .collect();
         run.log(row);
     }
     let logged = start.elapsed();
     let start = Instant::now();
     run.finish(0).await.context("finishing the benchmark run")?;
-    Ok(LogCost { log_us_per_call: per_call_us(logged, args.steps), finish_s: start.elapsed().as_secs_f64() })
+    Ok(LogCost {
+        log_us_per_call: per_call_us(logged, args.steps),
+        finish_s: start.elapsed().as_secs_f64(),
+    })
 }
 
-async fn sdk_log_cost(args: &BenchLogArgs, server: &RunningServer, key: &str, scratch: &Path) -> anyhow::Result<LogCost> {
+async fn sdk_log_cost(
+    args: &BenchLogArgs,
+    server: &RunningServer,
+    key: &str,
+    scratch: &Path,
+) -> anyhow::Result<LogCost> {
     let script = scratch.join("wandb_sdk_log.py");
     std::fs::write(&script, SDK_LOG_SCRIPT).context("writing the SDK benchmark script")?;
     let wandb_dir = scratch.join("wandb");
@@ -102,7 +144,8 @@ async fn sdk_log_cost(args: &BenchLogArgs, server: &RunningServer, key: &str, sc
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).with_context(|| format!("reading the SDK benchmark's output {last:?}"))
+    serde_json::from_str(last)
+        .with_context(|| format!("reading the SDK benchmark's output {last:?}"))
 }
 
 fn per_call_us(elapsed: Duration, calls: usize) -> f64 {

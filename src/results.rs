@@ -28,7 +28,12 @@ pub async fn summary(options: &BackendOptions, args: SummaryArgs) -> anyhow::Res
 }
 
 async fn find_run(connection: &Connection, args: &SummaryArgs) -> anyhow::Result<RunInfo> {
-    let Connection { client, entity, project, .. } = connection;
+    let Connection {
+        client,
+        entity,
+        project,
+        ..
+    } = connection;
     let place = format!("{entity}/{project}");
     if let Some(id) = &args.run {
         return client
@@ -38,20 +43,31 @@ async fn find_run(connection: &Connection, args: &SummaryArgs) -> anyhow::Result
             .ok_or_else(|| anyhow!("no run {id:?} in {place}"));
     }
     let branch = args.branch.as_deref().unwrap_or_default();
-    let query = RunQuery::new().filters(json!({"config.branch.value": branch})).order("-created_at").limit(1);
+    let query = RunQuery::new()
+        .filters(json!({"config.branch.value": branch}))
+        .order("-created_at")
+        .limit(1);
     client
         .runs(entity, project, &query)
         .await
         .with_context(|| format!("listing runs of branch {branch:?} in {place}"))?
         .into_iter()
         .next()
-        .ok_or_else(|| anyhow!("no run of branch {branch:?} in {place} (looked for config.branch = {branch:?})"))
+        .ok_or_else(|| {
+            anyhow!(
+                "no run of branch {branch:?} in {place} (looked for config.branch = {branch:?})"
+            )
+        })
 }
 
 /// Human-readable summary; internal keys (`_wandb`, `_timestamp`) are left out.
 fn render_summary(run: &RunInfo, entity: &str, project: &str) -> String {
     let mut out = String::new();
-    let name = run.display_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+    let name = run
+        .display_name
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
     let _ = writeln!(out, "run       {entity}/{project}/{}{name}", run.id);
     let _ = writeln!(out, "state     {}", run.state);
     if let Some(created) = run.created_at {
@@ -64,11 +80,21 @@ fn render_summary(run: &RunInfo, entity: &str, project: &str) -> String {
         let _ = writeln!(out, "tags      {}", run.tags.join(", "));
     }
     write_section(&mut out, "config", run.config.iter());
-    write_section(&mut out, "summary", run.summary.iter().filter(|(k, _)| !matches!(k.as_str(), "_wandb" | "_timestamp")));
+    write_section(
+        &mut out,
+        "summary",
+        run.summary
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "_wandb" | "_timestamp")),
+    );
     out
 }
 
-fn write_section<'a>(out: &mut String, title: &str, entries: impl Iterator<Item = (&'a String, &'a Value)>) {
+fn write_section<'a>(
+    out: &mut String,
+    title: &str,
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+) {
     let mut entries: Vec<_> = entries.collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
     let _ = writeln!(out, "{title}");

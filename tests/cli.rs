@@ -18,7 +18,10 @@ fn mlwf(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
             command.env_remove(name);
         }
     }
-    command.envs(env.iter().copied()).output().expect("run mlwf")
+    command
+        .envs(env.iter().copied())
+        .output()
+        .expect("run mlwf")
 }
 
 fn stderr(output: &Output) -> String {
@@ -28,7 +31,10 @@ fn stderr(output: &Output) -> String {
 /// Logs a finished run of `branch` into the server at `data_dir`, then stops the server.
 async fn seed_run(data_dir: &Path, branch: &str, loss: f64) -> String {
     let server = server::start(
-        ServerOptions { data_dir: data_dir.to_owned(), api_keys: vec![common::KEY.into()] },
+        ServerOptions {
+            data_dir: data_dir.to_owned(),
+            api_keys: vec![common::KEY.into()],
+        },
         ([127, 0, 0, 1], 0).into(),
     )
     .await
@@ -62,30 +68,60 @@ async fn results_summary_reads_the_embedded_store_after_a_restart() {
     assert_ne!(older, newer);
 
     let store_arg = store.to_str().unwrap();
-    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--branch", "feat-x", "--json"], &[]);
+    let output = mlwf(
+        dir.path(),
+        &[
+            "--store", store_arg, "results", "summary", "--branch", "feat-x", "--json",
+        ],
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
-    assert!(stderr(&output).contains("embedded local store"), "says which backend: {}", stderr(&output));
+    assert!(
+        stderr(&output).contains("embedded local store"),
+        "says which backend: {}",
+        stderr(&output)
+    );
     let run: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
     assert_eq!(run["id"], json!(newer), "the latest run of the branch");
     assert_eq!(run["state"], "finished");
     assert_eq!(run["config"]["branch"], "feat-x");
     assert_eq!(run["summary"]["train/loss"], json!(1.5));
 
-    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--run", &older], &[]);
+    let output = mlwf(
+        dir.path(),
+        &["--store", store_arg, "results", "summary", "--run", &older],
+        &[],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let text = String::from_utf8_lossy(&output.stdout);
-    assert!(text.contains(&older) && text.contains("finished") && text.contains("train/loss"), "{text}");
+    assert!(
+        text.contains(&older) && text.contains("finished") && text.contains("train/loss"),
+        "{text}"
+    );
 
-    let output = mlwf(dir.path(), &["--store", store_arg, "results", "summary", "--branch", "nope"], &[]);
+    let output = mlwf(
+        dir.path(),
+        &[
+            "--store", store_arg, "results", "summary", "--branch", "nope",
+        ],
+        &[],
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("no run of branch \"nope\""), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no run of branch \"nope\""),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let server = server::start(
-        ServerOptions { data_dir: dir.path().join("server"), api_keys: vec![common::KEY.into()] },
+        ServerOptions {
+            data_dir: dir.path().join("server"),
+            api_keys: vec![common::KEY.into()],
+        },
         ([127, 0, 0, 1], 0).into(),
     )
     .await
@@ -94,11 +130,17 @@ async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
     let output = mlwf(
         dir.path(),
         &["--entity", "local", "results", "summary", "--run", "abc"],
-        &[("WANDB_BASE_URL", server.base_url()), ("WANDB_API_KEY", wrong)],
+        &[
+            ("WANDB_BASE_URL", server.base_url()),
+            ("WANDB_API_KEY", wrong),
+        ],
     );
     let err = stderr(&output);
     assert!(!output.status.success());
-    assert!(err.contains("API key") && err.contains(server.base_url()), "{err}");
+    assert!(
+        err.contains("API key") && err.contains(server.base_url()),
+        "{err}"
+    );
     assert!(!err.contains(wrong), "the key leaked: {err}");
     server.shutdown().await;
 }
@@ -106,8 +148,15 @@ async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
 #[test]
 fn a_base_url_without_a_key_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
-    let output =
-        mlwf(dir.path(), &["results", "summary", "--run", "abc"], &[("WANDB_BASE_URL", "http://127.0.0.1:9")]);
+    let output = mlwf(
+        dir.path(),
+        &["results", "summary", "--run", "abc"],
+        &[("WANDB_BASE_URL", "http://127.0.0.1:9")],
+    );
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("WANDB_API_KEY is not"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("WANDB_API_KEY is not"),
+        "{}",
+        stderr(&output)
+    );
 }

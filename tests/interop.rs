@@ -23,7 +23,10 @@ struct Fixture {
 async fn start_server() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = server::start(
-        ServerOptions { data_dir: dir.path().join("server"), api_keys: vec![KEY.into()] },
+        ServerOptions {
+            data_dir: dir.path().join("server"),
+            api_keys: vec![KEY.into()],
+        },
         ([127, 0, 0, 1], 0).into(),
     )
     .await
@@ -35,7 +38,8 @@ fn client_for(base_url: &str) -> Client {
     let mut settings: Settings = common::settings(base_url);
     settings.entity = Some("interop".into());
     settings.project = Some("proj".into());
-    settings.cache_dir = std::env::temp_dir().join(format!("mlwf-interop-cache-{}", std::process::id()));
+    settings.cache_dir =
+        std::env::temp_dir().join(format!("mlwf-interop-cache-{}", std::process::id()));
     Client::new(settings).expect("client")
 }
 
@@ -44,7 +48,9 @@ fn client_for(base_url: &str) -> Client {
 fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> Value {
     let wandb_dir = fixture.dir.path().join("wandb");
     std::fs::create_dir_all(&wandb_dir).expect("wandb dir");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(script);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let output = Command::new(python)
         .arg(&script)
         .args(args)
@@ -72,7 +78,8 @@ fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> 
         String::from_utf8_lossy(&output.stderr)
     );
     let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{script:?} printed no JSON ({e}): {stdout}"))
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("{script:?} printed no JSON ({e}): {stdout}"))
 }
 
 /// JSON equality where numbers compare by value: `1` and `1.0` are the same metric (JSON
@@ -80,7 +87,9 @@ fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> 
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
@@ -102,16 +111,30 @@ fn md5_base64(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_run_reads_back_through_mlwf_client() {
-    let Some(python) = common::python() else { return };
+    let Some(python) = common::python() else {
+        return;
+    };
     let fixture = start_server().await;
     let work = fixture.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let logged = run_python(&python, &fixture, "interop_sdk_writes.py", &[work.to_str().unwrap()]);
+    let logged = run_python(
+        &python,
+        &fixture,
+        "interop_sdk_writes.py",
+        &[work.to_str().unwrap()],
+    );
 
     let client = client_for(fixture.server.base_url());
-    let (entity, project) = (logged["entity"].as_str().unwrap(), logged["project"].as_str().unwrap());
+    let (entity, project) = (
+        logged["entity"].as_str().unwrap(),
+        logged["project"].as_str().unwrap(),
+    );
     let run_id = logged["run_id"].as_str().unwrap();
-    let run = client.run(entity, project, run_id).await.expect("read run").expect("run exists");
+    let run = client
+        .run(entity, project, run_id)
+        .await
+        .expect("read run")
+        .expect("run exists");
     assert_eq!(run.state, RunState::Finished);
     assert_eq!(run.tags, vec!["interop".to_string(), "sdk".to_string()]);
     for (key, value) in logged["config"].as_object().unwrap() {
@@ -121,9 +144,16 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
         assert_same(run.summary.get(key), value, &format!("summary key {key}"));
     }
 
-    let history = client.history(entity, project, run_id).await.expect("read history");
+    let history = client
+        .history(entity, project, run_id)
+        .await
+        .expect("read history");
     let rows = logged["rows"].as_array().unwrap();
-    assert_eq!(history.len(), rows.len(), "every logged row comes back once");
+    assert_eq!(
+        history.len(),
+        rows.len(),
+        "every logged row comes back once"
+    );
     for (step, (got, want)) in history.iter().zip(rows).enumerate() {
         assert_eq!(got.get("_step"), Some(&json!(step)), "row order");
         for (key, value) in want.as_object().unwrap() {
@@ -132,12 +162,23 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
     }
     let last_row = rows.last().unwrap().as_object().unwrap();
     for (key, value) in last_row {
-        assert_same(run.summary.get(key), value, &format!("summary holds the last {key}"));
+        assert_same(
+            run.summary.get(key),
+            value,
+            &format!("summary holds the last {key}"),
+        );
     }
 
-    let reference = logged["artifact"].as_str().unwrap().parse().expect("artifact ref");
+    let reference = logged["artifact"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .expect("artifact ref");
     let download = fixture.dir.path().join("download");
-    let downloaded = client.download_artifact(&reference, &download).await.expect("download artifact");
+    let downloaded = client
+        .download_artifact(&reference, &download)
+        .await
+        .expect("download artifact");
     let file = downloaded.root.join(logged["file"].as_str().unwrap());
     assert_eq!(md5_base64(&file), logged["md5"].as_str().unwrap());
     fixture.server.shutdown().await;
@@ -145,10 +186,13 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlwf_run_reads_back_through_official_api() {
-    let Some(python) = common::python() else { return };
+    let Some(python) = common::python() else {
+        return;
+    };
     let fixture = start_server().await;
     let client = client_for(fixture.server.base_url());
-    let config = row!("branch": "feat-mlwf", "lr": 0.0003, "layers": 6, "nested": {"heads": [4, 8]});
+    let config =
+        row!("branch": "feat-mlwf", "lr": 0.0003, "layers": 6, "nested": {"heads": [4, 8]});
     let run = client
         .start_run(RunSpec {
             config: config.clone(),
@@ -169,12 +213,21 @@ async fn mlwf_run_reads_back_through_official_api() {
     run.console("a warning on stderr", Stream::Stderr);
 
     let weights: PathBuf = fixture.dir.path().join("weights.bin");
-    std::fs::write(&weights, (0..4096u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        &weights,
+        (0..4096u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let logged = run
         .log_artifact(ArtifactSpec {
             name: "mlwf-model".into(),
             artifact_type: "model".into(),
-            files: vec![ArtifactFile { name: "weights.bin".into(), path: weights.clone() }],
+            files: vec![ArtifactFile {
+                name: "weights.bin".into(),
+                path: weights.clone(),
+            }],
             metadata: row!("step": 500),
             aliases: vec!["best".into()],
             description: None,
@@ -186,15 +239,31 @@ async fn mlwf_run_reads_back_through_official_api() {
     run.finish(0).await.expect("finish");
 
     let download = fixture.dir.path().join("sdk-download");
-    let seen = run_python(&python, &fixture, "interop_sdk_reads.py", &[&path, "interop/proj/mlwf-model:best", download.to_str().unwrap()]);
+    let seen = run_python(
+        &python,
+        &fixture,
+        "interop_sdk_reads.py",
+        &[
+            &path,
+            "interop/proj/mlwf-model:best",
+            download.to_str().unwrap(),
+        ],
+    );
     assert_eq!(seen["state"], "finished");
     assert_eq!(seen["tags"], json!(["interop", "mlwf"]));
     for (key, value) in &config {
         assert_same(seen["config"].get(key), value, &format!("config key {key}"));
     }
-    assert_eq!(seen["listed_by_branch"], json!([path.rsplit('/').next().unwrap()]));
+    assert_eq!(
+        seen["listed_by_branch"],
+        json!([path.rsplit('/').next().unwrap()])
+    );
     assert_eq!(seen["summary"]["best/val_loss"], json!(1.25));
-    assert_same(seen["summary"].get("loss"), &rows.last().unwrap()["loss"], "summary loss");
+    assert_same(
+        seen["summary"].get("loss"),
+        &rows.last().unwrap()["loss"],
+        "summary loss",
+    );
     let read_rows = seen["rows"].as_array().unwrap();
     assert_eq!(read_rows.len(), rows.len());
     for (step, (got, want)) in read_rows.iter().zip(&rows).enumerate() {
@@ -207,7 +276,10 @@ async fn mlwf_run_reads_back_through_official_api() {
     assert!(log.contains("hello from mlwf"), "output.log: {log}");
     // Like the official SDK's, the uploaded file holds the plain text; the `ERROR ` marks of
     // stderr lines live in the streamed console log.
-    assert!(log.lines().any(|l| l == "a warning on stderr"), "output.log: {log}");
+    assert!(
+        log.lines().any(|l| l == "a warning on stderr"),
+        "output.log: {log}"
+    );
     let file = Path::new(seen["artifact_dir"].as_str().unwrap()).join("weights.bin");
     assert_eq!(md5_base64(&file), md5_base64(&weights));
     assert_eq!(seen["artifact_metadata"]["step"], json!(500));
@@ -219,7 +291,10 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
     let fixture = start_server().await;
     let (proxy_url, counts) = common::faulty_proxy::start(fixture.server.base_url(), 15, 15).await;
     let client = client_for(&proxy_url);
-    let run = client.start_run(RunSpec::default()).await.expect("start run");
+    let run = client
+        .start_run(RunSpec::default())
+        .await
+        .expect("start run");
     for step in 0..10_000u64 {
         run.log(row!("step_value": step, "half": step as f64 / 2.0));
         if step % 1000 == 0 {
@@ -228,17 +303,30 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
         }
     }
     run.finish(0).await.expect("finish through faults");
-    assert!(counts.refused.load(Ordering::Relaxed) > 0, "the proxy refused some requests");
-    assert!(counts.answer_lost.load(Ordering::Relaxed) > 0, "the proxy lost some answers");
+    assert!(
+        counts.refused.load(Ordering::Relaxed) > 0,
+        "the proxy refused some requests"
+    );
+    assert!(
+        counts.answer_lost.load(Ordering::Relaxed) > 0,
+        "the proxy lost some answers"
+    );
 
     let direct = client_for(fixture.server.base_url());
-    let history = direct.history("interop", "proj", run.id()).await.expect("history");
+    let history = direct
+        .history("interop", "proj", run.id())
+        .await
+        .expect("history");
     assert_eq!(history.len(), 10_000, "no row lost or duplicated");
     for (step, row) in history.iter().enumerate() {
         assert_eq!(row.get("_step"), Some(&json!(step)));
         assert_eq!(row.get("step_value"), Some(&json!(step)));
     }
-    let info = direct.run("interop", "proj", run.id()).await.unwrap().unwrap();
+    let info = direct
+        .run("interop", "proj", run.id())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(info.state, RunState::Finished);
     fixture.server.shutdown().await;
 }

@@ -47,7 +47,11 @@ pub async fn start(upstream: &str, refuse_pct: u64, lose_pct: u64) -> (String, A
 async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let is_file_stream = request.uri().path().ends_with("/file_stream");
     // A fixed pseudo-random pattern (not a clock or RNG) keeps failures reproducible.
-    let roll = proxy.seq.fetch_add(1, Ordering::Relaxed).wrapping_mul(2_654_435_761) % 100;
+    let roll = proxy
+        .seq
+        .fetch_add(1, Ordering::Relaxed)
+        .wrapping_mul(2_654_435_761)
+        % 100;
     if is_file_stream && roll < proxy.refuse_pct {
         proxy.counts.refused.fetch_add(1, Ordering::Relaxed);
         return (StatusCode::SERVICE_UNAVAILABLE, "injected: refused").into_response();
@@ -56,8 +60,15 @@ async fn forward(State(proxy): State<Arc<Proxy>>, request: Request) -> Response 
     let Ok(body) = to_bytes(body, usize::MAX).await else {
         return (StatusCode::BAD_REQUEST, "unreadable body").into_response();
     };
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut upstream = proxy.http.request(parts.method, format!("{}{path}", proxy.upstream)).body(body);
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut upstream = proxy
+        .http
+        .request(parts.method, format!("{}{path}", proxy.upstream))
+        .body(body);
     for (name, value) in &parts.headers {
         if name != "host" && name != "content-length" {
             upstream = upstream.header(name, value);

@@ -82,7 +82,10 @@ pub fn python() -> Option<PathBuf> {
     if python.exists() {
         return Some(python);
     }
-    let why = format!("no Python with the official wandb SDK at {} (run scripts/test.sh)", python.display());
+    let why = format!(
+        "no Python with the official wandb SDK at {} (run scripts/test.sh)",
+        python.display()
+    );
     assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
     eprintln!("skipped: {why}");
     None
