@@ -290,7 +290,10 @@ async fn mlwf_run_reads_back_through_official_api() {
 async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
     let fixture = start_server().await;
     let (proxy_url, counts) = common::faulty_proxy::start(fixture.server.base_url(), 15, 15).await;
-    let client = client_for(&proxy_url);
+    let mut settings = common::settings(&proxy_url);
+    // Small requests, so that 10,000 rows take many of them.
+    settings.tuning.max_request_bytes = 16 << 10;
+    let client = Client::new(settings).expect("client");
     let run = client
         .start_run(RunSpec::default())
         .await
@@ -314,7 +317,7 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
 
     let direct = client_for(fixture.server.base_url());
     let history = direct
-        .history("interop", "proj", run.id())
+        .history(run.entity(), run.project(), run.id())
         .await
         .expect("history");
     assert_eq!(history.len(), 10_000, "no row lost or duplicated");
@@ -323,7 +326,7 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
         assert_eq!(row.get("step_value"), Some(&json!(step)));
     }
     let info = direct
-        .run("interop", "proj", run.id())
+        .run(run.entity(), run.project(), run.id())
         .await
         .unwrap()
         .unwrap();

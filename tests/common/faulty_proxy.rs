@@ -26,6 +26,7 @@ struct Proxy {
     refuse_pct: u64,
     lose_pct: u64,
     counts: Arc<FaultCounts>,
+    /// file_stream requests seen so far.
     seq: AtomicU64,
 }
 
