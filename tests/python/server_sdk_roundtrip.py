@@ -129,6 +129,9 @@ def read_back(run_id, model_md5, scratch):
     names = {f.name for f in run.files()}
     for expected in ("wandb-metadata.json", "config.yaml", "output.log", "wandb-summary.json"):
         check(expected in names, f"run file {expected} missing from {sorted(names)}")
+    console = [line.content for line in run.console_logs()]
+    check("stdout line from the run" in console, f"console log {console}")
+    check(any(line.level == "" for line in run.console_logs(last=5)), "console log levels")
     log_dir = os.path.join(scratch, "files")
     run.file("output.log").download(root=log_dir, replace=True)
     with open(os.path.join(log_dir, "output.log")) as f:
