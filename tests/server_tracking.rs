@@ -243,7 +243,7 @@ async fn file_stream_is_idempotent_by_offset() {
         .collect();
     assert_eq!(lines.len(), 3);
     assert_eq!(lines[0]["line"], "hello");
-    assert_eq!(lines[0]["level"], "info");
+    assert_eq!(lines[0]["level"], "");
     assert_eq!(lines[1]["line"], "oops, rewritten");
     assert_eq!(lines[1]["level"], "error");
     assert_eq!(lines[2]["label"], "w1");

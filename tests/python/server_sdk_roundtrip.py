@@ -129,6 +129,9 @@ def read_back(run_id, model_md5, scratch):
     names = {f.name for f in run.files()}
     for expected in ("wandb-metadata.json", "config.yaml", "output.log", "wandb-summary.json"):
         check(expected in names, f"run file {expected} missing from {sorted(names)}")
+    console = [line.content for line in run.console_logs()]
+    check("stdout line from the run" in console, f"console log {console}")
+    check(any(line.level == "" for line in run.console_logs(last=5)), "console log levels")
     log_dir = os.path.join(scratch, "files")
     run.file("output.log").download(root=log_dir, replace=True)
     with open(os.path.join(log_dir, "output.log")) as f:
@@ -145,13 +148,38 @@ def read_back(run_id, model_md5, scratch):
         check(hashlib.md5(f.read()).hexdigest() == model_md5, "artifact file content")
     best = api.artifact(f"{path}/sdk-model:best")
     check(best.id == artifact.id, "alias best resolves to the same version")
-    print("OK")
+
+
+def resume_and_use_artifact(model_md5, scratch):
+    """A run that ends, then resumes, continues its history and uses the logged artifact."""
+    run = wandb.init(entity=ENTITY, project=PROJECT, id="resumable", config={"phase": 1})
+    for step in range(10):
+        run.log({"x": step})
+    run.finish()
+
+    run = wandb.init(entity=ENTITY, project=PROJECT, id="resumable", resume="must")
+    check(run.starting_step == 10, f"resumed at step {run.starting_step}")
+    for step in range(10, 15):
+        run.log({"x": step})
+    used = run.use_artifact("sdk-model:latest")
+    target = used.download(root=os.path.join(scratch, "used"))
+    with open(os.path.join(target, "model.bin"), "rb") as f:
+        check(hashlib.md5(f.read()).hexdigest() == model_md5, "used artifact content")
+    run.finish()
+
+    resumed = wandb.Api().run(f"{ENTITY}/{PROJECT}/resumable")
+    check(resumed.state == "finished", f"resumed state {resumed.state}")
+    check(resumed.config.get("phase") == 1, "config kept across resume")
+    steps = [row["x"] for row in resumed.scan_history()]
+    check(steps == list(range(15)), f"resumed history {steps}")
 
 
 def main():
     scratch = tempfile.mkdtemp(dir=os.environ.get("WANDB_DIR"))
     run_id, model_md5 = write_run(scratch)
     read_back(run_id, model_md5, scratch)
+    resume_and_use_artifact(model_md5, scratch)
+    print(f"OK {run_id}")
 
 
 if __name__ == "__main__":

@@ -63,6 +63,19 @@ impl RequestErrors {
     }
 }
 
+impl Prepared {
+    /// The operation's name, for logs: the requested one, else the document's only one.
+    pub fn operation_name(&self) -> &str {
+        self.operation_name
+            .as_deref()
+            .or_else(|| {
+                let op = self.document.operations.get(None).ok()?;
+                op.name.as_ref().map(|n| n.as_str())
+            })
+            .unwrap_or("")
+    }
+}
+
 impl Engine {
     pub fn new() -> anyhow::Result<Engine> {
         let schema = Schema::parse_and_validate(SCHEMA_SDL, "wandb-schema.graphql")
@@ -124,6 +137,13 @@ impl Engine {
         let response = execution.execute_sync(root).map_err(|e| RequestErrors {
             errors: vec![e.to_graphql_error(&prepared.document.sources)],
         })?;
+        for error in &response.errors {
+            tracing::debug!(
+                operation = prepared.operation_name(),
+                "GraphQL field error: {}",
+                error.message
+            );
+        }
         // Serialized straight from the executor's ordered map: response fields must keep the
         // order of the selection.
         serde_json::to_vec(&response)

@@ -6,7 +6,9 @@ use serde::Deserialize;
 use super::engine::{arg, leaf, leaves, nullable, object, unsupported, Record, Res};
 use super::{artifacts, launch, runs, viewer, Ctx};
 use crate::server::ids;
-use crate::server::store::{ensure_project, find_project, project_by_id, wandb_time, ProjectRow};
+use crate::server::store::{
+    ensure_project, find_project, project_by_id, set_project_description, wandb_time, ProjectRow,
+};
 
 #[derive(Clone)]
 pub struct ProjectObj<'a> {
@@ -54,12 +56,7 @@ pub fn upsert_model<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
     let existed = find_project(ctx.conn, entity, &name)?.is_some();
     let id = ensure_project(ctx.conn, entity, &name)?;
     if let Some(description) = &input.description {
-        ctx.conn
-            .execute(
-                "UPDATE projects SET description = ?2 WHERE id = ?1",
-                (id, description),
-            )
-            .map_err(crate::server::store::StoreError::from)?;
+        set_project_description(ctx.conn, id, description)?;
     }
     let project = ProjectObj::by_id(ctx, id)?;
     object(

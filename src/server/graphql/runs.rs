@@ -245,8 +245,20 @@ impl<'a> RunObj<'a> {
     /// the rows themselves through `history`/`sampledHistory`.
     fn parquet_history(&self, info: &ResolveInfo<'_>) -> Res<'a> {
         let live_keys: Vec<String> = arg(info, "liveKeys")?;
-        let lines = lines::history_lines(self.ctx.conn, self.row.id, None, None)?;
-        let live = project_rows(lines, &live_keys);
+        let conn = self.ctx.conn;
+        // The SDK only asks for `_step`, which is indexed; other keys need the rows themselves.
+        let live = if live_keys.iter().all(|k| k == "_step") {
+            let steps = lines::history_steps(conn, self.row.id)?;
+            steps
+                .into_iter()
+                .map(|step| serde_json::json!({"_step": step}))
+                .collect()
+        } else {
+            project_rows(
+                lines::history_lines(conn, self.row.id, None, None)?,
+                &live_keys,
+            )
+        };
         object(
             Record::new("ParquetHistory")
                 .leaves("parquetUrls", Vec::<String>::new())

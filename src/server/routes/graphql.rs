@@ -24,8 +24,12 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
     };
     let prepared = match state.engine.prepare(request) {
         Ok(prepared) => prepared,
-        Err(errors) => return rejected(errors),
+        Err(errors) => {
+            tracing::debug!("rejected GraphQL request: {:?}", errors.errors);
+            return rejected(errors);
+        }
     };
+    tracing::debug!(operation = prepared.operation_name(), "GraphQL request");
     let urls = Urls::new(base_url(&headers), state.signer.clone());
     let engine = state.engine.clone();
     let files = state.store.files().clone();

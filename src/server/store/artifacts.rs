@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::files::blob_exists;
 use super::runs::RunRow;
-use super::{ensure_project, invalid, not_found, now, FileDirs, StoreResult};
+use super::{ensure_project, invalid, not_found, now, validate_name, FileDirs, StoreResult};
 
 pub const PENDING: &str = "PENDING";
 pub const COMMITTED: &str = "COMMITTED";
@@ -172,7 +172,7 @@ pub fn ensure_type(
     name: &str,
     description: Option<&str>,
 ) -> StoreResult<TypeRow> {
-    validate_artifact_name("artifact type", name)?;
+    validate_name("artifact type name", name)?;
     conn.execute(
         "INSERT INTO artifact_types (project_id, name, description, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (project_id, name) DO NOTHING",
@@ -292,22 +292,6 @@ pub struct CreateArtifact {
     pub ttl_duration_seconds: Option<i64>,
 }
 
-/// Artifact, type and alias names end up in URLs and file names.
-fn validate_artifact_name(kind: &str, name: &str) -> StoreResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid {kind} name {name:?}: use 1-128 characters of letters, digits, '-', '_' and '.'"
-        )))
-    }
-}
-
 fn validate_alias(alias: &str) -> StoreResult<()> {
     let ok = !alias.is_empty() && alias.len() <= 128 && !alias.contains([':', '/']);
     if !ok {
@@ -343,7 +327,7 @@ pub fn create_artifact(
                 .map(String::as_str)
         })
         .ok_or_else(|| invalid("artifactCollectionName is required"))?;
-    validate_artifact_name("artifact", collection_name)?;
+    validate_name("artifact name", collection_name)?;
     let aliases: Vec<String> = input
         .aliases
         .iter()

@@ -217,6 +217,15 @@ pub fn history_lines(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The `_step` of every history line, in step order.
+pub fn history_steps(conn: &Connection, run_id: i64) -> StoreResult<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT step FROM run_lines WHERE run_id = ?1 AND stream = ?2 ORDER BY step, line",
+    )?;
+    let rows = stmt.query_map((run_id, Stream::History.id()), |row| row.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 /// All lines of a stream in line order.
 pub fn stream_lines(conn: &Connection, run_id: i64, stream: Stream) -> StoreResult<Vec<String>> {
     let mut stmt = conn.prepare_cached(
@@ -335,7 +344,8 @@ pub struct LogLine<'a> {
 pub fn parse_log_line(line: &str) -> LogLine<'_> {
     let (level, rest) = match line.strip_prefix("ERROR ") {
         Some(rest) => ("error", rest),
-        None => ("info", line),
+        // The SDK documents `level` as "error" for stderr and empty otherwise.
+        None => ("", line),
     };
     let (timestamp, rest) = match rest.split_once(' ') {
         Some((ts, text)) if looks_like_timestamp(ts) => (Some(ts), text),
@@ -393,7 +403,7 @@ mod tests {
             )
         );
         let l = parse_log_line("2026-11-23T11:12:55.329583 [rank1] hello");
-        assert_eq!((l.level, l.label, l.text), ("info", "rank1", "hello"));
+        assert_eq!((l.level, l.label, l.text), ("", "rank1", "hello"));
         let l = parse_log_line("plain text");
         assert_eq!((l.timestamp, l.text), (None, "plain text"));
     }

@@ -278,8 +278,8 @@ pub fn wandb_time(stored: &str) -> String {
 
 /// Looks up or creates the entity and project; returns the project id.
 pub fn ensure_project(conn: &Connection, entity: &str, project: &str) -> StoreResult<i64> {
-    validate_name("entity", entity)?;
-    validate_name("project", project)?;
+    validate_name("entity name", entity)?;
+    validate_name("project name", project)?;
     let now = now();
     conn.execute(
         "INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
@@ -301,18 +301,19 @@ pub fn ensure_project(conn: &Connection, entity: &str, project: &str) -> StoreRe
     )?)
 }
 
-/// Entity and project names end up in URLs; keep them to what W&B allows.
-fn validate_name(kind: &str, name: &str) -> StoreResult<()> {
+/// Entity, project, run, artifact and type names end up in URL paths and in `name:alias`
+/// references, so they follow W&B's rule: none of `/ \ # ? % :`, no control characters.
+pub fn validate_name(kind: &str, name: &str) -> StoreResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name
+        && !name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            .any(|c| c.is_control() || matches!(c, '/' | '\\' | '#' | '?' | '%' | ':'));
     if ok {
         Ok(())
     } else {
         Err(invalid(format!(
-            "invalid {kind} name {name:?}: use 1-128 characters of letters, digits, '-', '_' and '.'"
+            "invalid {kind} {name:?}: use 1-128 characters, none of / \\ # ? % :"
         )))
     }
 }
@@ -339,6 +340,14 @@ fn project_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ProjectRow> {
         description: row.get(4)?,
         created_at: row.get(5)?,
     })
+}
+
+pub fn set_project_description(conn: &Connection, id: i64, description: &str) -> StoreResult<()> {
+    conn.execute(
+        "UPDATE projects SET description = ?2 WHERE id = ?1",
+        (id, description),
+    )?;
+    Ok(())
 }
 
 pub fn find_project(
@@ -397,9 +406,11 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        assert!(validate_name("entity", "local").is_ok());
+        assert!(validate_name("entity name", "local").is_ok());
         assert!(validate_name("project", "my-proj_1.x").is_ok());
         assert!(validate_name("project", "").is_err());
         assert!(validate_name("project", "a/b").is_err());
+        assert!(validate_name("project", "with space").is_ok());
+        assert!(validate_name("artifact", "m:v1").is_err());
     }
 }

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{ensure_project, invalid, json_column, not_found, now, parse_time, StoreResult};
+use super::{
+    ensure_project, invalid, json_column, not_found, now, parse_time, validate_name, StoreResult,
+};
 
 /// A run that has sent nothing for this long while `running` is reported `crashed`
 /// (`preempting` becomes `preempted`). The SDK heartbeats every 30 s, so five minutes of silence
@@ -231,7 +233,7 @@ pub fn upsert_run(
             let project_id = ensure_project(conn, entity, project)?;
             let name = match &input.name {
                 Some(name) => {
-                    validate_run_name(name)?;
+                    validate_name("run id", name)?;
                     name.clone()
                 }
                 None => random_run_name(),
@@ -312,22 +314,6 @@ fn normalize_json_object(what: &str, text: &str) -> StoreResult<String> {
         Ok(Value::Null) => Ok("{}".to_owned()),
         Ok(_) => Err(invalid(format!("{what} must be a JSON object"))),
         Err(err) => Err(invalid(format!("{what} is not valid JSON: {err}"))),
-    }
-}
-
-/// Run ids appear in URLs and file paths of clients; W&B allows letters, digits, `-` and `_`.
-fn validate_run_name(name: &str) -> StoreResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "invalid run id {name:?}: use 1-128 characters of letters, digits, '-', '_' and '.'"
-        )))
     }
 }
 

@@ -1,0 +1,106 @@
+//! The official `wandb` SDK (a client nobody here wrote) logs to and reads from mlwf's
+//! W&B-compatible server: `tests/python/server_sdk_roundtrip.py` does the work and checks what it
+//! reads back. Skipped, with a message, when no Python with `wandb` is available
+//! (`MLWF_PYTHON`, else `.venv/bin/python` in the crate).
+
+#[path = "common/server_harness.rs"]
+mod harness;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use harness::{TestServer, KEY};
+use serde_json::Value;
+
+fn python_with_wandb() -> Option<PathBuf> {
+    let python = std::env::var_os("MLWF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    let works = std::process::Command::new(&python)
+        .args(["-c", "import wandb"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    works.then_some(python)
+}
+
+#[tokio::test]
+async fn official_sdk_logs_and_reads_back_a_run() {
+    let Some(python) = python_with_wandb() else {
+        eprintln!(
+            "SKIPPED: no Python with the wandb package (set MLWF_PYTHON or create .venv with wandb==0.31.0)"
+        );
+        return;
+    };
+    let t = TestServer::start().await;
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = |name: &str| {
+        let path = scratch.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        path
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/server_sdk_roundtrip.py");
+    let mut command = tokio::process::Command::new(python);
+    command
+        .arg(script)
+        .current_dir(scratch.path())
+        .env("WANDB_BASE_URL", t.server.base_url())
+        .env("WANDB_API_KEY", KEY)
+        .env("WANDB_ERROR_REPORTING", "false")
+        .env("WANDB_SILENT", "true")
+        .env("WANDB_DIR", dir("wandb"))
+        .env("WANDB_CACHE_DIR", dir("cache"))
+        .env("WANDB_CONFIG_DIR", dir("config"))
+        .env("WANDB_DATA_DIR", dir("data"))
+        .env("WANDB_ARTIFACT_DIR", dir("artifacts"))
+        // Keep the SDK's own timers short so the test takes seconds, not minutes.
+        .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.5")
+        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1")
+        .env_remove("WANDB_ENTITY")
+        .env_remove("WANDB_PROJECT")
+        .env_remove("WANDB_MODE")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .expect("the SDK script finishes within 3 minutes")
+        .expect("the SDK script runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "SDK script failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        output.status
+    );
+    let run_id = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("OK "))
+        .unwrap_or_else(|| panic!("no OK line in:\n{stdout}"));
+
+    // The alert the SDK raised is stored.
+    let alerts: Value = t
+        .http
+        .get(t.url(&format!("/mlwf/v1/alerts/sdk-ent/sdk-proj/{run_id}")))
+        .basic_auth("api", Some(KEY))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(alerts[0]["title"], "sdk alert", "{alerts}");
+    assert_eq!(alerts[0]["severity"], "WARN");
+    assert_eq!(alerts[0]["waitDurationMs"], 60_000);
+
+    // And everything it wrote survives a restart.
+    let t = t.restart().await;
+    let run = t
+        .run(
+            "sdk-ent",
+            "sdk-proj",
+            run_id,
+            "state historyLineCount fileCount",
+        )
+        .await;
+    assert_eq!(run["state"], "finished");
+    assert_eq!(run["historyLineCount"], 500);
+    assert!(run["fileCount"].as_i64().unwrap() >= 4, "{run}");
+}
