@@ -34,13 +34,16 @@ async fn start_server() -> Fixture {
     Fixture { server, dir }
 }
 
-fn client_for(base_url: &str) -> Client {
-    let mut settings: Settings = common::settings(base_url);
-    settings.entity = Some("interop".into());
-    settings.project = Some("proj".into());
-    settings.cache_dir =
-        std::env::temp_dir().join(format!("mlwf-interop-cache-{}", std::process::id()));
-    Client::new(settings).expect("client")
+impl Fixture {
+    /// A client of this fixture's server (or of `base_url` in front of it), caching downloads
+    /// inside the fixture's directory.
+    fn client(&self, base_url: &str) -> Client {
+        let mut settings: Settings = common::settings(base_url);
+        settings.entity = Some("interop".into());
+        settings.project = Some("proj".into());
+        settings.cache_dir = self.dir.path().join("cache");
+        Client::new(settings).expect("client")
+    }
 }
 
 /// Runs a script of `tests/python/` with the official SDK pointed at `server`; returns its
@@ -124,7 +127,7 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
         &[work.to_str().unwrap()],
     );
 
-    let client = client_for(fixture.server.base_url());
+    let client = fixture.client(fixture.server.base_url());
     let (entity, project) = (
         logged["entity"].as_str().unwrap(),
         logged["project"].as_str().unwrap(),
@@ -190,7 +193,7 @@ async fn mlwf_run_reads_back_through_official_api() {
         return;
     };
     let fixture = start_server().await;
-    let client = client_for(fixture.server.base_url());
+    let client = fixture.client(fixture.server.base_url());
     let config =
         row!("branch": "feat-mlwf", "lr": 0.0003, "layers": 6, "nested": {"heads": [4, 8]});
     let run = client
@@ -315,7 +318,7 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
         "the proxy lost some answers"
     );
 
-    let direct = client_for(fixture.server.base_url());
+    let direct = fixture.client(fixture.server.base_url());
     let history = direct
         .history(run.entity(), run.project(), run.id())
         .await
