@@ -159,3 +159,18 @@ fn git_root(start: &Path) -> Option<PathBuf> {
         .find(|dir| dir.join(".git").exists())
         .map(Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_sits_at_the_git_root_when_there_is_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        std::fs::create_dir_all(&nested).unwrap();
+        assert_eq!(git_root(&nested), None);
+        std::fs::create_dir(dir.path().join(".git")).unwrap();
+        assert_eq!(git_root(&nested).as_deref(), Some(dir.path()));
+    }
+}
