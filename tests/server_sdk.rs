@@ -90,6 +90,23 @@ async fn official_sdk_logs_and_reads_back_a_run() {
     assert_eq!(alerts[0]["severity"], "WARN");
     assert_eq!(alerts[0]["waitDurationMs"], 60_000);
 
+    // The job the SDK pushed reaches an agent with the queue's defaults filled in.
+    let popped = t
+        .gql(
+            "mutation { popFromRunQueue(input: {entityName: \"sdk-ent\", projectName: \"model-registry\",
+                queueName: \"sdk-queue\"}) { runQueueItemId runSpec } }",
+            Value::Null,
+        )
+        .await;
+    let spec = &popped["popFromRunQueue"]["runSpec"];
+    assert_eq!(spec["docker"]["docker_image"], "python:3.12", "{spec}");
+    assert_eq!(spec["resource"], "local-process", "{spec}");
+    assert_eq!(
+        spec["resource_args"]["local-process"]["env"],
+        serde_json::json!(["A=x"]),
+        "{spec}"
+    );
+
     // And everything it wrote survives a restart.
     let t = t.restart().await;
     let run = t
