@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 
 use crate::cli::ServerArgs;
 
+pub use auth::generate_key;
 pub use graphql::DEFAULT_ENTITY;
 
 /// How long a popped but un-acked run queue item stays claimed before another agent may pop it.
