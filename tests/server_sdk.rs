@@ -1,7 +1,8 @@
 //! The official `wandb` SDK (a client nobody here wrote) logs to and reads from mlwf's
 //! W&B-compatible server: `tests/python/server_sdk_roundtrip.py` does the work and checks what it
 //! reads back. Skipped, with a message, when no Python with `wandb` is available
-//! (`MLWF_PYTHON`, else `.venv/bin/python` in the crate).
+//! (`MLWF_PYTHON`, else `.venv/bin/python` in the crate), unless `MLWF_REQUIRE_PYTHON` is set
+//! (as `scripts/test.sh` does), where that fails the test.
 
 #[path = "common/server_harness.rs"]
 mod harness;
@@ -26,9 +27,9 @@ fn python_with_wandb() -> Option<PathBuf> {
 #[tokio::test]
 async fn official_sdk_logs_and_reads_back_a_run() {
     let Some(python) = python_with_wandb() else {
-        eprintln!(
-            "SKIPPED: no Python with the wandb package (set MLWF_PYTHON or create .venv with wandb==0.31.0)"
-        );
+        let why = "no Python with the wandb package (set MLWF_PYTHON or run scripts/test.sh)";
+        assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
         return;
     };
     let t = TestServer::start().await;
@@ -89,6 +90,23 @@ async fn official_sdk_logs_and_reads_back_a_run() {
     assert_eq!(alerts[0]["title"], "sdk alert", "{alerts}");
     assert_eq!(alerts[0]["severity"], "WARN");
     assert_eq!(alerts[0]["waitDurationMs"], 60_000);
+
+    // The job the SDK pushed reaches an agent with the queue's defaults filled in.
+    let popped = t
+        .gql(
+            "mutation { popFromRunQueue(input: {entityName: \"sdk-ent\", projectName: \"model-registry\",
+                queueName: \"sdk-queue\"}) { runQueueItemId runSpec } }",
+            Value::Null,
+        )
+        .await;
+    let spec = &popped["popFromRunQueue"]["runSpec"];
+    assert_eq!(spec["docker"]["docker_image"], "python:3.12", "{spec}");
+    assert_eq!(spec["resource"], "local-process", "{spec}");
+    assert_eq!(
+        spec["resource_args"]["local-process"]["env"],
+        serde_json::json!(["A=x"]),
+        "{spec}"
+    );
 
     // And everything it wrote survives a restart.
     let t = t.restart().await;

@@ -2,8 +2,9 @@
 
 Run by tests/server_sdk.rs with WANDB_BASE_URL, WANDB_API_KEY and the WANDB_*_DIR variables
 pointing at a scratch directory. Writes a run (config, tags, group, notes, 500 logged steps of 5
-metrics, summary updates, an artifact, an alert), then reads everything back through
-wandb.Api() and checks it. Exits non-zero with a message on the first mismatch.
+metrics, summary updates, an artifact, an alert), reads everything back through wandb.Api() and
+checks it; then resumes a run and uses the artifact, and pushes a job to a launch queue. Exits
+non-zero with a message on the first mismatch; prints "OK <run id>" on success.
 """
 
 import hashlib
@@ -174,11 +175,38 @@ def resume_and_use_artifact(model_md5, scratch):
     check(steps == list(range(15)), f"resumed history {steps}")
 
 
+def push_to_launch_queue():
+    """Creates a launch queue with a templated default config and pushes a job to it."""
+    from wandb.sdk.launch import launch_add
+
+    api = wandb.Api()
+    api.create_run_queue(
+        "sdk-queue",
+        "local-process",
+        entity=ENTITY,
+        config={"env": ["A={{a}}"]},
+        template_variables={"a": {"type": "string"}},
+    )
+    queued = launch_add(
+        docker_image="python:3.12",
+        queue_name="sdk-queue",
+        entity=ENTITY,
+        project=PROJECT,
+        template_variables={"a": "x"},
+    )
+    queue = api.run_queue(ENTITY, "sdk-queue")
+    items = [(item.id, item.state) for item in queue.items]
+    check(items == [(queued.id, "pending")], f"queue items {items}")
+    check(queue.template_variables == [{"name": "a", "schema": '{"type":"string"}'}],
+          f"template variables {queue.template_variables}")
+
+
 def main():
     scratch = tempfile.mkdtemp(dir=os.environ.get("WANDB_DIR"))
     run_id, model_md5 = write_run(scratch)
     read_back(run_id, model_md5, scratch)
     resume_and_use_artifact(model_md5, scratch)
+    push_to_launch_queue()
     print(f"OK {run_id}")
 
 

@@ -10,7 +10,9 @@ use crate::server::ids;
 use crate::server::store::launch::{
     self as store, ItemReport, ItemRow, NewAgent, NewQueue, QueueRow,
 };
-use crate::server::store::{ensure_project, find_entity, find_project, project_by_id, wandb_time};
+use crate::server::store::{
+    ensure_entity, ensure_project, find_entity, find_project, project_by_id, wandb_time,
+};
 
 const QUEUE_KIND: &str = "RunQueue";
 const ITEM_KIND: &str = "RunQueueItem";
@@ -165,9 +167,7 @@ struct CreateConfigInput {
 
 pub fn create_default_resource_config<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
     let input: CreateConfigInput = arg(info, "input")?;
-    // The entity may be new; queues are created in its hidden launch project right after.
-    ensure_project(ctx.conn, &input.entity_name, "model-registry")?;
-    let entity_id = entity_id(ctx, &input.entity_name)?;
+    let entity_id = ensure_entity(ctx.conn, &input.entity_name)?;
     let id = store::create_resource_config(
         ctx.conn,
         entity_id,
@@ -243,7 +243,7 @@ struct UpsertQueueInput {
 pub fn upsert_run_queue<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
     let input: UpsertQueueInput = arg(info, "input")?;
     let project_id = ensure_project(ctx.conn, &input.entity_name, &input.project_name)?;
-    let entity_id = entity_id(ctx, &input.entity_name)?;
+    let entity_id = ensure_entity(ctx.conn, &input.entity_name)?;
     let config_id = store::create_resource_config(
         ctx.conn,
         entity_id,

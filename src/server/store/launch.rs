@@ -227,11 +227,13 @@ fn merge_spec(
     let Some(defaults) = defaults else {
         return Value::Object(spec);
     };
-    spec.entry("resource")
-        .or_insert_with(|| Value::String(defaults.resource.clone()));
+    // `launch_add` sends `"resource": null` when the queue is to decide.
+    if spec.get("resource").is_none_or(Value::is_null) {
+        spec.insert("resource".into(), Value::String(defaults.resource.clone()));
+    }
     if let Some(default_args) = defaults.config.get("resource_args") {
         let mut args = fill_templates(default_args.clone(), template_values);
-        if let Some(own) = spec.remove("resource_args") {
+        if let Some(own) = spec.remove("resource_args").filter(|v| !v.is_null()) {
             deep_merge(&mut args, own);
         }
         spec.insert("resource_args".into(), args);
@@ -565,7 +567,8 @@ mod tests {
             config: json!({"resource_args": {"local-container": {"gpus": "{{gpus}}", "env": ["A={{a}}"], "shm-size": "1g"}}}),
             template_variables: None,
         };
-        let spec = json!({"job": "e/p/j:latest", "resource_args": {"local-container": {"shm-size": "16g"}}});
+        let spec = json!({"job": "e/p/j:latest", "resource": null,
+                          "resource_args": {"local-container": {"shm-size": "16g"}}});
         let merged = merge_spec(spec, Some(&defaults), Some(&json!({"gpus": 2, "a": "x"})));
         assert_eq!(merged["resource"], "local-container");
         assert_eq!(

@@ -276,23 +276,28 @@ pub fn wandb_time(stored: &str) -> String {
     stored.get(..19).unwrap_or(stored).to_owned()
 }
 
-/// Looks up or creates the entity and project; returns the project id.
-pub fn ensure_project(conn: &Connection, entity: &str, project: &str) -> StoreResult<i64> {
+/// Looks up or creates an entity; returns its id.
+pub fn ensure_entity(conn: &Connection, entity: &str) -> StoreResult<i64> {
     validate_name("entity name", entity)?;
-    validate_name("project name", project)?;
-    let now = now();
     conn.execute(
         "INSERT INTO entities (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-        (entity, &now),
+        (entity, now()),
     )?;
-    let entity_id: i64 =
+    Ok(
         conn.query_row("SELECT id FROM entities WHERE name = ?1", [entity], |row| {
             row.get(0)
-        })?;
+        })?,
+    )
+}
+
+/// Looks up or creates the entity and project; returns the project id.
+pub fn ensure_project(conn: &Connection, entity: &str, project: &str) -> StoreResult<i64> {
+    let entity_id = ensure_entity(conn, entity)?;
+    validate_name("project name", project)?;
     conn.execute(
         "INSERT INTO projects (entity_id, name, created_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (entity_id, name) DO NOTHING",
-        (entity_id, project, &now),
+        (entity_id, project, now()),
     )?;
     Ok(conn.query_row(
         "SELECT id FROM projects WHERE entity_id = ?1 AND name = ?2",
