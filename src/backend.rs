@@ -7,12 +7,13 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
 use crate::cli::BackendArgs;
 use crate::server::{self, RunningServer, ServerOptions};
-use crate::wandb::{ApiKey, Client, Settings};
+use crate::wandb::{ApiKey, Client, RetryPolicy, Settings};
 
 /// The embedded store's folder name, at the root of the user's project.
 pub const STORE_DIR: &str = ".mlwf";
@@ -86,10 +87,18 @@ pub async fn connect(options: &BackendOptions) -> anyhow::Result<Connection> {
     Ok(connection)
 }
 
+/// Command-line reads give up on an unreachable server after about half a minute, not after the
+/// official client's quarter of an hour (which suits a training run that must not lose data).
+fn interactive_retry() -> RetryPolicy {
+    RetryPolicy::new(6, Duration::from_secs(1), Duration::from_secs(10))
+        .with_attempt_timeout(Duration::from_secs(30))
+}
+
 async fn connect_remote(
-    settings: Settings,
+    mut settings: Settings,
     options: &BackendOptions,
 ) -> anyhow::Result<Connection> {
+    settings.tuning.graphql_retry = interactive_retry();
     let base_url = settings.base_url.to_string();
     if settings.api_key.is_none() {
         bail!(
