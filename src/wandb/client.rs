@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::connection::Connection;
 use super::error::{Error, Result};
 use super::graphql::VIEWER;
 use super::settings::Settings;
@@ -69,16 +70,7 @@ impl Client {
             entity: Option<String>,
             username: Option<String>,
             email: Option<String>,
-            teams: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<Team>,
+            teams: Option<Connection<Team>>,
         }
         #[derive(Deserialize)]
         struct Team {
@@ -96,12 +88,7 @@ impl Client {
             email: viewer.email,
             teams: viewer
                 .teams
-                .map(|t| {
-                    t.edges
-                        .into_iter()
-                        .filter_map(|e| e.node.map(|n| n.name))
-                        .collect()
-                })
+                .map(|t| t.nodes().map(|n| n.name).collect())
                 .unwrap_or_default(),
         })
     }

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::client::Client;
+use super::connection::Connection;
 use super::error::{Error, Result};
 use super::filestream::Command;
 use super::graphql::{CREATE_RUN_FILES, RUN_FILES};
@@ -178,16 +179,7 @@ impl Client {
         }
         #[derive(Deserialize)]
         struct RunFiles {
-            files: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<Node>,
+            files: Option<Connection<Node>>,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -206,8 +198,7 @@ impl Client {
             .and_then(|p| p.run)
             .and_then(|r| r.files)
             .into_iter()
-            .flat_map(|c| c.edges)
-            .filter_map(|e| e.node)
+            .flat_map(Connection::nodes)
             // Filter again: a server that ignores `names` must not hand back another file.
             .find(|n| n.name == name);
         match node.and_then(|n| n.direct_url.map(|url| (url, n.md5))) {

@@ -10,6 +10,7 @@
 mod alerts;
 mod artifacts;
 mod client;
+mod connection;
 mod error;
 mod files;
 mod filestream;

@@ -9,6 +9,7 @@ use time::macros::format_description;
 use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::client::Client;
+use super::connection::{Connection, Pager};
 use super::error::{Error, Result};
 use super::filestream::OUTPUT_FILE;
 use super::graphql::{HISTORY_PAGE, RUN, RUNS, RUN_CONSOLE_LOG_TAIL, RUN_HISTORY_KEYS};
@@ -238,13 +239,6 @@ struct RunData<T> {
     run: Option<T>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageInfo {
-    end_cursor: Option<String>,
-    has_next_page: bool,
-}
-
 impl Client {
     /// Runs of a project, filtered and ordered by the server, following pages until the
     /// query's limit or the last page.
@@ -256,24 +250,13 @@ impl Client {
     ) -> Result<Vec<RunInfo>> {
         #[derive(Deserialize)]
         struct Project {
-            runs: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-            page_info: PageInfo,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<RawRun>,
+            runs: Option<Connection<RawRun>>,
         }
 
         let filters = query.filters.as_ref().map(Value::to_string);
         let mut runs = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
+        let mut pager = Pager::default();
+        while !pager.is_done() {
             let wanted = query.limit.map_or(RUNS_PER_PAGE, |limit| {
                 limit.saturating_sub(runs.len()).min(RUNS_PER_PAGE)
             });
@@ -281,26 +264,12 @@ impl Client {
                 break;
             }
             let variables = json!({
-                "project": project, "entity": entity, "cursor": cursor, "perPage": wanted,
+                "project": project, "entity": entity, "cursor": pager.cursor(), "perPage": wanted,
                 "order": query.order, "filters": filters,
             });
             let data: ProjectData<Project> = self.transport().graphql(&RUNS, variables).await?;
-            let Some(page) = data.project.and_then(|p| p.runs) else {
-                break;
-            };
-            runs.extend(
-                page.edges
-                    .into_iter()
-                    .filter_map(|e| e.node)
-                    .map(RunInfo::from),
-            );
-            match page.page_info {
-                PageInfo {
-                    has_next_page: true,
-                    end_cursor: Some(next),
-                } if cursor.as_ref() != Some(&next) => cursor = Some(next),
-                _ => break,
-            }
+            let page = data.project.and_then(|p| p.runs);
+            runs.extend(pager.advance(page).map(RunInfo::from));
         }
         if let Some(limit) = query.limit {
             runs.truncate(limit);
@@ -397,16 +366,7 @@ impl Client {
         #[serde(rename_all = "camelCase")]
         struct Logs {
             log_line_count: Option<u64>,
-            log_lines: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<Line>,
+            log_lines: Option<Connection<Line>>,
         }
         #[derive(Deserialize)]
         struct Line {
@@ -426,8 +386,8 @@ impl Client {
         let lines: Vec<String> = logs
             .log_lines
             .into_iter()
-            .flat_map(|c| c.edges)
-            .filter_map(|e| e.node.and_then(|n| n.line))
+            .flat_map(Connection::nodes)
+            .filter_map(|n| n.line)
             .collect();
         Ok((logs.log_line_count.unwrap_or(lines.len() as u64), lines))
     }

@@ -14,6 +14,7 @@ use super::{
     TRANSFERS_IN_FLIGHT,
 };
 use crate::wandb::client::Client;
+use crate::wandb::connection::{Connection, Pager};
 use crate::wandb::error::{Error, Result};
 use crate::wandb::files::{check_relative_name, parse_url};
 use crate::wandb::graphql::{
@@ -261,24 +262,7 @@ impl Client {
         }
         #[derive(Deserialize)]
         struct Artifact {
-            files: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-            page_info: PageInfo,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct PageInfo {
-            has_next_page: bool,
-            end_cursor: Option<String>,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<Node>,
+            files: Option<Connection<Node>>,
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -288,26 +272,18 @@ impl Client {
         }
 
         let mut urls = HashMap::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let variables = json!({"id": artifact_id, "cursor": cursor, "perPage": URLS_PER_PAGE});
+        let mut pager = Pager::default();
+        while !pager.is_done() {
+            let variables =
+                json!({"id": artifact_id, "cursor": pager.cursor(), "perPage": URLS_PER_PAGE});
             let data: Data = self
                 .transport()
                 .graphql(&ARTIFACT_FILE_URLS, variables)
                 .await?;
-            let Some(page) = data.artifact.and_then(|a| a.files) else {
-                break;
-            };
-            for node in page.edges.into_iter().filter_map(|e| e.node) {
+            for node in pager.advance(data.artifact.and_then(|a| a.files)) {
                 if let Some(url) = node.direct_url {
                     urls.insert(node.name, parse_url(ARTIFACT_FILE_URLS.name, &url)?);
                 }
-            }
-            match page.page_info.end_cursor {
-                Some(next) if page.page_info.has_next_page && cursor.as_ref() != Some(&next) => {
-                    cursor = Some(next)
-                }
-                _ => break,
             }
         }
         Ok(urls)

@@ -12,6 +12,7 @@ use super::{
     md5_file, ArtifactFile, ArtifactSpec, LoggedArtifact, Manifest, ManifestEntry, RawArtifact,
     TRANSFERS_IN_FLIGHT,
 };
+use crate::wandb::connection::Connection;
 use crate::wandb::error::{Error, Result};
 use crate::wandb::files::{base64_md5, check_relative_name, parse_url};
 use crate::wandb::graphql::{
@@ -244,16 +245,7 @@ impl Run {
         }
         #[derive(Deserialize)]
         struct Payload {
-            files: Option<Connection>,
-        }
-        #[derive(Deserialize)]
-        struct Connection {
-            #[serde(default)]
-            edges: Vec<Edge>,
-        }
-        #[derive(Deserialize)]
-        struct Edge {
-            node: Option<UploadTarget>,
+            files: Option<Connection<UploadTarget>>,
         }
 
         let transport = self.client().transport();
