@@ -24,7 +24,7 @@ pub enum Error {
         body: String,
     },
 
-    #[error("{op}: cannot reach {url} after {attempts} attempt(s): {source}")]
+    #[error("{op}: cannot reach {url} after {attempts} attempt(s)")]
     Network {
         op: String,
         url: String,
@@ -47,7 +47,7 @@ pub enum Error {
         reason: String,
     },
 
-    #[error("{context} ({}): {source}", path.display())]
+    #[error("{context} ({})", path.display())]
     Io {
         context: &'static str,
         path: PathBuf,
