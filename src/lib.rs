@@ -9,4 +9,5 @@ pub mod bench;
 pub mod cli;
 pub mod results;
 pub mod server;
+pub mod train;
 pub mod wandb;
