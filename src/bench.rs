@@ -1,7 +1,6 @@
 //! `mlwf bench`: speed figures, printed for people and recorded in `docs/benchmarks.md`.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Map};
 
 use crate::cli::BenchLogArgs;
+use crate::sdk::official_sdk_command;
 use crate::server::{self, RunningServer, ServerOptions};
 use crate::wandb::{ApiKey, Client, RunSpec, Settings};
 
@@ -116,22 +116,11 @@ async fn sdk_log_cost(
 ) -> anyhow::Result<LogCost> {
     let script = scratch.join("wandb_sdk_log.py");
     std::fs::write(&script, SDK_LOG_SCRIPT).context("writing the SDK benchmark script")?;
-    let wandb_dir = scratch.join("wandb");
-    std::fs::create_dir_all(&wandb_dir)?;
-    let output = tokio::process::Command::new(&args.python)
-        .arg(&script)
+    let output = official_sdk_command(&args.python, &script, server.base_url(), key, scratch)
+        .context("preparing the SDK's directories")?
         .arg(args.steps.to_string())
         .arg(args.metrics.to_string())
-        .env("WANDB_BASE_URL", server.base_url())
-        .env("WANDB_API_KEY", key)
         .env("WANDB_ENTITY", "bench")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_SILENT", "true")
-        .env("WANDB_DIR", &wandb_dir)
-        .env("WANDB_CACHE_DIR", &wandb_dir)
-        .env("WANDB_CONFIG_DIR", &wandb_dir)
-        .env("WANDB_DATA_DIR", &wandb_dir)
-        .stdin(Stdio::null())
         .output()
         .await
         .with_context(|| format!("running {}", args.python.display()))?;

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod results;
+pub mod sdk;
 pub mod server;
 pub mod train;
 pub mod wandb;

@@ -5,10 +5,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use md5::{Digest, Md5};
+use mlwf::sdk::official_sdk_command;
 use mlwf::server::{self, RunningServer, ServerOptions};
 use mlwf::wandb::{ArtifactFile, ArtifactSpec, Client, RunSpec, RunState, Settings, Stream};
 use serde_json::{json, Value};
@@ -48,30 +48,23 @@ impl Fixture {
 
 /// Runs a script of `tests/python/` with the official SDK pointed at `server`; returns its
 /// last stdout line as JSON.
-fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> Value {
-    let wandb_dir = fixture.dir.path().join("wandb");
-    std::fs::create_dir_all(&wandb_dir).expect("wandb dir");
+async fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/python")
         .join(script);
-    let output = Command::new(python)
-        .arg(&script)
+    let sdk_dir = fixture.dir.path().join("sdk");
+    std::fs::create_dir_all(&sdk_dir).expect("sdk dir");
+    let mut command =
+        official_sdk_command(python, &script, fixture.server.base_url(), KEY, &sdk_dir)
+            .expect("sdk command");
+    command
         .args(args)
-        .env("WANDB_BASE_URL", fixture.server.base_url())
-        .env("WANDB_API_KEY", KEY)
         .env("WANDB_ENTITY", "interop")
         .env("WANDB_PROJECT", "proj")
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_SILENT", "true")
+        // Keep the SDK's own timers short so the tests take seconds, not minutes.
         .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "1")
-        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1")
-        .env("WANDB_DIR", &wandb_dir)
-        .env("WANDB_CACHE_DIR", &wandb_dir)
-        .env("WANDB_CONFIG_DIR", &wandb_dir)
-        .env("WANDB_DATA_DIR", &wandb_dir)
-        .env("WANDB_ARTIFACT_DIR", &wandb_dir)
-        .output()
-        .expect("run python");
+        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1");
+    let output = command.output().await.expect("run python");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -125,7 +118,8 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
         &fixture,
         "interop_sdk_writes.py",
         &[work.to_str().unwrap()],
-    );
+    )
+    .await;
 
     let client = fixture.client(fixture.server.base_url());
     let (entity, project) = (
@@ -251,7 +245,8 @@ async fn mlwf_run_reads_back_through_official_api() {
             "interop/proj/mlwf-model:best",
             download.to_str().unwrap(),
         ],
-    );
+    )
+    .await;
     assert_eq!(seen["state"], "finished");
     assert_eq!(seen["tags"], json!(["interop", "mlwf"]));
     for (key, value) in &config {

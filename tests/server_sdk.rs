@@ -4,62 +4,31 @@
 //! (`MLWF_PYTHON`, else `.venv/bin/python` in the crate), unless `MLWF_REQUIRE_PYTHON` is set
 //! (as `scripts/test.sh` does), where that fails the test.
 
+mod common;
 #[path = "common/server_harness.rs"]
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use harness::{TestServer, KEY};
+use mlwf::sdk::official_sdk_command;
 use serde_json::Value;
-
-fn python_with_wandb() -> Option<PathBuf> {
-    let python = std::env::var_os("MLWF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    let works = std::process::Command::new(&python)
-        .args(["-c", "import wandb"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    works.then_some(python)
-}
 
 #[tokio::test]
 async fn official_sdk_logs_and_reads_back_a_run() {
-    let Some(python) = python_with_wandb() else {
-        let why = "no Python with the wandb package (set MLWF_PYTHON or run scripts/test.sh)";
-        assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
-        eprintln!("SKIPPED: {why}");
+    let Some(python) = common::python() else {
         return;
     };
     let t = TestServer::start().await;
     let scratch = tempfile::tempdir().unwrap();
-    let dir = |name: &str| {
-        let path = scratch.path().join(name);
-        std::fs::create_dir_all(&path).unwrap();
-        path
-    };
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/server_sdk_roundtrip.py");
-    let mut command = tokio::process::Command::new(python);
+    let mut command =
+        official_sdk_command(&python, &script, t.server.base_url(), KEY, scratch.path()).unwrap();
+    // Keep the SDK's own timers short so the test takes seconds, not minutes.
     command
-        .arg(script)
-        .current_dir(scratch.path())
-        .env("WANDB_BASE_URL", t.server.base_url())
-        .env("WANDB_API_KEY", KEY)
-        .env("WANDB_ERROR_REPORTING", "false")
-        .env("WANDB_SILENT", "true")
-        .env("WANDB_DIR", dir("wandb"))
-        .env("WANDB_CACHE_DIR", dir("cache"))
-        .env("WANDB_CONFIG_DIR", dir("config"))
-        .env("WANDB_DATA_DIR", dir("data"))
-        .env("WANDB_ARTIFACT_DIR", dir("artifacts"))
-        // Keep the SDK's own timers short so the test takes seconds, not minutes.
         .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.5")
-        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1")
-        .env_remove("WANDB_ENTITY")
-        .env_remove("WANDB_PROJECT")
-        .env_remove("WANDB_MODE")
-        .kill_on_drop(true);
+        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1");
     let output = tokio::time::timeout(Duration::from_secs(180), command.output())
         .await
         .expect("the SDK script finishes within 3 minutes")

@@ -79,14 +79,18 @@ pub fn python() -> Option<PathBuf> {
     let python = std::env::var_os("MLWF_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
-    if python.exists() {
+    let has_wandb = std::process::Command::new(&python)
+        .args(["-c", "import wandb"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if has_wandb {
         return Some(python);
     }
     let why = format!(
-        "no Python with the official wandb SDK at {} (run scripts/test.sh)",
+        "no Python with the official wandb SDK at {} (set MLWF_PYTHON or run scripts/test.sh)",
         python.display()
     );
     assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
-    eprintln!("skipped: {why}");
+    eprintln!("SKIPPED: {why}");
     None
 }
