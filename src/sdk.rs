@@ -14,7 +14,8 @@ pub fn official_sdk_command(
     api_key: &str,
     dir: &Path,
 ) -> std::io::Result<tokio::process::Command> {
-    let mut command = tokio::process::Command::new(python);
+    // Absolute, since the command runs in `dir` and `python` may be relative (`.venv/bin/python`).
+    let mut command = tokio::process::Command::new(std::path::absolute(python)?);
     command.arg(script);
     for (name, _) in std::env::vars_os() {
         if name.to_string_lossy().starts_with("WANDB_") {
