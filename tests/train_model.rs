@@ -186,7 +186,12 @@ fn layernorm_gradcheck<B: Backend>(be: &B) {
     });
 }
 
-fn matmul_gradcheck<B: Backend>(be: &B, with_bias: bool) {
+fn matmul_gradcheck<B: Backend>(be: &B) {
+    matmul_case(be, true);
+    matmul_case(be, false);
+}
+
+fn matmul_case<B: Backend>(be: &B, with_bias: bool) {
     // More rows and output features than one parallel task takes.
     let d = Linear {
         rows: 67,
@@ -497,55 +502,34 @@ fn scale_and_sum_squares<B: Backend>(be: &B) {
     );
 }
 
-#[test]
-fn cpu_embedding_gradients() {
-    embedding_gradcheck(&CpuBackend::new());
+/// One `#[test]` per op check, run on the backend `$backend`.
+macro_rules! op_tests {
+    ($backend:expr; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                super::$check(&$backend);
+            }
+        )*
+    };
 }
 
-#[test]
-fn cpu_layernorm_gradients() {
-    layernorm_gradcheck(&CpuBackend::new());
-}
+mod cpu {
+    use mlwf::train::cpu::CpuBackend;
 
-#[test]
-fn cpu_matmul_gradients() {
-    matmul_gradcheck(&CpuBackend::new(), true);
-    matmul_gradcheck(&CpuBackend::new(), false);
-}
-
-#[test]
-fn cpu_attention_gradients() {
-    attention_gradcheck(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_gelu_gradients() {
-    gelu_gradcheck(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_residual_gradients() {
-    residual_gradcheck(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_cross_entropy_gradients() {
-    cross_entropy_gradcheck(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_dropout_gradients() {
-    dropout_gradcheck(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_adamw_step() {
-    adamw_matches_hand_computation(&CpuBackend::new());
-}
-
-#[test]
-fn cpu_scale_and_sum_squares() {
-    scale_and_sum_squares(&CpuBackend::new());
+    op_tests!(
+        CpuBackend::new();
+        embedding_gradcheck,
+        layernorm_gradcheck,
+        matmul_gradcheck,
+        attention_gradcheck,
+        gelu_gradcheck,
+        residual_gradcheck,
+        cross_entropy_gradcheck,
+        dropout_gradcheck,
+        adamw_matches_hand_computation,
+        scale_and_sum_squares,
+    );
 }
 
 #[test]
