@@ -40,6 +40,12 @@ fn zeros<B: Backend>(be: &B, len: usize) -> B::Buf {
     be.alloc(len).unwrap()
 }
 
+fn up_ids<B: Backend>(be: &B, ids: &[u32]) -> B::Ids {
+    let mut buf = be.alloc_ids(ids.len()).unwrap();
+    be.upload_ids(&mut buf, ids).unwrap();
+    buf
+}
+
 /// `Σ a·w` in f64: the scalar loss whose gradient with respect to `a` is `w`.
 fn dot(a: &[f32], w: &[f32]) -> f64 {
     assert_eq!(a.len(), w.len());
@@ -98,7 +104,7 @@ fn embedding_gradcheck<B: Backend>(be: &B) {
     let w = data(3, d.numel(), -1.0, 1.0);
     let fwd = |wte: &[f32], wpe: &[f32]| {
         let mut out = zeros(be, d.numel());
-        let ids = be.upload_ids(&ids).unwrap();
+        let ids = up_ids(be, &ids);
         be.embedding_forward(&mut out, &ids, &up(be, wte), &up(be, wpe), d)
             .unwrap();
         down(be, &out)
@@ -107,7 +113,7 @@ fn embedding_gradcheck<B: Backend>(be: &B) {
     assert_eq!(out[d.c + 2], wte[4 * d.c + 2] + wpe[d.c + 2], "row (0,1)");
 
     let (mut dwte, mut dwpe) = (zeros(be, wte.len()), zeros(be, wpe.len()));
-    let ids_buf = be.upload_ids(&ids).unwrap();
+    let ids_buf = up_ids(be, &ids);
     be.embedding_backward(&mut dwte, &mut dwpe, &up(be, &w), &ids_buf, d)
         .unwrap();
     let (dwte, dwpe) = (down(be, &dwte), down(be, &dwpe));
@@ -381,7 +387,7 @@ fn cross_entropy_gradcheck<B: Backend>(be: &B) {
     let (rows, vocab) = (6, 5);
     let logits = data(1, rows * vocab, -3.0, 3.0);
     let targets = vec![0u32, 4, 2, 2, 1, 3];
-    let targets_buf = be.upload_ids(&targets).unwrap();
+    let targets_buf = up_ids(be, &targets);
     let run = |logits: &[f32]| {
         let (mut losses, mut dlogits) = (zeros(be, rows), zeros(be, rows * vocab));
         be.softmax_cross_entropy(
@@ -551,7 +557,7 @@ fn cpu_ops_reject_mismatched_shapes() {
         .attention_forward(&mut out, &mut att, &zeros(&be, 36), dims, 4)
         .unwrap_err();
     assert!(err.to_string().contains("heads"), "{err}");
-    let ids = be.upload_ids(&[0, 7]).unwrap();
+    let ids = up_ids(&be, &[0, 7]);
     let err = be
         .embedding_forward(&mut out, &ids, &zeros(&be, 18), &zeros(&be, 12), dims)
         .unwrap_err();

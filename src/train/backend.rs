@@ -85,8 +85,10 @@ pub trait Backend {
     /// Copies `data` into `buf`; the lengths must match.
     fn upload(&self, buf: &mut Self::Buf, data: &[f32]) -> Result<()>;
     fn download(&self, buf: &Self::Buf) -> Result<Vec<f32>>;
-    /// A new id tensor holding `ids`.
-    fn upload_ids(&self, ids: &[u32]) -> Result<Self::Ids>;
+    /// A zero-filled id tensor of `len` elements.
+    fn alloc_ids(&self, len: usize) -> Result<Self::Ids>;
+    /// Copies `data` into `ids`; the lengths must match.
+    fn upload_ids(&self, ids: &mut Self::Ids, data: &[u32]) -> Result<()>;
 
     /// `out[b,t,:] = wte[ids[b,t],:] + wpe[t,:]`.
     /// `out`: `[B,T,C]`; `ids`: `[B,T]`, each `< V`; `wte`: `[V,C]`; `wpe`: `[P,C]` with `P >= T`.

@@ -348,25 +348,27 @@ struct BlockActs<T> {
     res3: T,
 }
 
-/// The activations of the last forward pass.
-struct Acts<T> {
+/// The activations of the last forward pass, and its token ids.
+struct Acts<B: Backend> {
     dims: Btc,
-    embedded: T,
-    embedded_dropped: Option<T>,
-    blocks: Vec<BlockActs<T>>,
-    lnf: T,
-    lnf_mean: T,
-    lnf_rstd: T,
-    logits: T,
+    inputs: B::Ids,
+    targets: B::Ids,
+    embedded: B::Buf,
+    embedded_dropped: Option<B::Buf>,
+    blocks: Vec<BlockActs<B::Buf>>,
+    lnf: B::Buf,
+    lnf_mean: B::Buf,
+    lnf_rstd: B::Buf,
+    logits: B::Buf,
     /// Written with the loss, consumed by backward.
-    dlogits: T,
-    losses: T,
+    dlogits: B::Buf,
+    losses: B::Buf,
 }
 
-impl<T> Acts<T> {
-    fn new<B: Backend<Buf = T>>(be: &B, cfg: &ModelConfig, d: Btc) -> Result<Self> {
+impl<B: Backend> Acts<B> {
+    fn new(be: &B, cfg: &ModelConfig, d: Btc) -> Result<Self> {
         let (n, rows, h) = (d.numel(), d.rows(), cfg.n_head);
-        let block = || -> Result<BlockActs<T>> {
+        let block = || -> Result<BlockActs<B::Buf>> {
             Ok(BlockActs {
                 ln1: be.alloc(n)?,
                 ln1_mean: be.alloc(rows)?,
@@ -389,6 +391,8 @@ impl<T> Acts<T> {
         };
         Ok(Self {
             dims: d,
+            inputs: be.alloc_ids(rows)?,
+            targets: be.alloc_ids(rows)?,
             embedded: be.alloc(n)?,
             embedded_dropped: dropout_buffer(be, cfg, n)?,
             blocks: (0..cfg.n_layer).map(|_| block()).collect::<Result<_>>()?,
@@ -402,7 +406,7 @@ impl<T> Acts<T> {
     }
 
     /// The residual stream entering block `l`; `l == n_layer` gives the final norm's input.
-    fn stream_into(&self, l: usize, dropout: Option<Dropout>) -> &T {
+    fn stream_into(&self, l: usize, dropout: Option<Dropout>) -> &B::Buf {
         match l.checked_sub(1) {
             Some(prev) => &self.blocks[prev].res3,
             None => match (&self.embedded_dropped, dropout) {
@@ -450,8 +454,7 @@ impl<T> Scratch<T> {
 }
 
 /// What backward needs to know about the last forward pass.
-struct LastForward<I> {
-    ids: I,
+struct LastForward {
     dropout: Option<Dropout>,
     with_targets: bool,
 }
@@ -663,9 +666,9 @@ pub struct Gpt<B: Backend> {
     dropout_key: u64,
     step: u64,
     rng_counter: u64,
-    acts: Option<Acts<B::Buf>>,
+    acts: Option<Acts<B>>,
     scratch: Option<Scratch<B::Buf>>,
-    last: Option<LastForward<B::Ids>>,
+    last: Option<LastForward>,
 }
 
 /// Panics with a backend error where the public API has no error channel. The CPU backend never
@@ -777,10 +780,16 @@ impl<B: Backend> Gpt<B> {
             n_head: self.config.n_head,
             dropout,
         };
-        let ids = be.upload_ids(inputs)?;
+        be.upload_ids(&mut acts.inputs, inputs)?;
         let p = &self.params;
 
-        be.embedding_forward(&mut acts.embedded, &ids, &p.wte.value, &p.wpe.value, dims)?;
+        be.embedding_forward(
+            &mut acts.embedded,
+            &acts.inputs,
+            &p.wte.value,
+            &p.wpe.value,
+            dims,
+        )?;
         let mut x = dropout_forward(
             be,
             dropout,
@@ -815,12 +824,12 @@ impl<B: Backend> Gpt<B> {
 
         let loss = match targets {
             Some(targets) => {
-                let targets = be.upload_ids(targets)?;
+                be.upload_ids(&mut acts.targets, targets)?;
                 be.softmax_cross_entropy(
                     &mut acts.losses,
                     &mut acts.dlogits,
                     &acts.logits,
-                    &targets,
+                    &acts.targets,
                     rows,
                     vocab,
                     1.0 / rows as f32,
@@ -833,7 +842,6 @@ impl<B: Backend> Gpt<B> {
         };
         self.acts = Some(acts);
         self.last = Some(LastForward {
-            ids,
             dropout,
             with_targets: loss.is_some(),
         });
@@ -897,7 +905,7 @@ impl<B: Backend> Gpt<B> {
             &s.stream,
             &mut s.undropped,
         )?;
-        be.embedding_backward(&mut p.wte.grad, &mut p.wpe.grad, demb, &last.ids, dims)?;
+        be.embedding_backward(&mut p.wte.grad, &mut p.wpe.grad, demb, &acts.inputs, dims)?;
         self.scratch = Some(s);
         Ok(())
     }
@@ -1001,12 +1009,12 @@ impl<B: Backend> Gpt<B> {
             ("adam_m", &state.adam_m),
             ("adam_v", &state.adam_v),
         ];
+        let count = self.params.iter().count();
         for (kind, tensors) in sets {
             ensure!(
-                tensors.len() == self.params.iter().count(),
-                "{kind} has {} tensors where the model has {}",
-                tensors.len(),
-                self.params.iter().count()
+                tensors.len() == count,
+                "{kind} has {} tensors where the model has {count}",
+                tensors.len()
             );
             for (t, p) in tensors.iter().zip(self.params.iter()) {
                 ensure!(

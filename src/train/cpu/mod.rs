@@ -79,8 +79,14 @@ impl Backend for CpuBackend {
         Ok(buf.clone())
     }
 
-    fn upload_ids(&self, ids: &[u32]) -> Result<Vec<u32>> {
-        Ok(ids.to_vec())
+    fn alloc_ids(&self, len: usize) -> Result<Vec<u32>> {
+        Ok(vec![0; len])
+    }
+
+    fn upload_ids(&self, ids: &mut Vec<u32>, data: &[u32]) -> Result<()> {
+        check_len("token id upload source", data.len(), ids.len())?;
+        ids.copy_from_slice(data);
+        Ok(())
     }
 
     fn embedding_forward(
