@@ -6,7 +6,7 @@
 
 use mlwf::train::backend::{counter_hash, dropout_keep, dropout_threshold, Backend, Btc, Linear};
 use mlwf::train::cpu::CpuBackend;
-use mlwf::train::model::{Gpt, ModelConfig, ModelState};
+use mlwf::train::model::{Gpt, ModelConfig, ModelState, NamedTensor};
 use mlwf::train::optim::{clip_factor, decays, lr_at, AdamW};
 
 /// `n` deterministic values uniform in `[lo, hi)`.
@@ -595,6 +595,33 @@ mod train {
             state
         }
 
+        /// A model with the gradients of one batch.
+        fn with_gradients(config: ModelConfig) -> Gpt<CpuBackend> {
+            let mut model = gpt(config.clone(), 1);
+            let (inputs, targets) = batch(3, &config, 2, 4);
+            model.forward(&inputs, Some(&targets), 2, 4, false).unwrap();
+            model.backward().unwrap();
+            model
+        }
+
+        fn all_zero(tensors: &[NamedTensor]) -> bool {
+            tensors.iter().all(|t| t.data.iter().all(|&x| x == 0.0))
+        }
+
+        /// Asserts `got = factor · base`, tensor by tensor, up to f32 rounding.
+        fn assert_scaled(got: &[NamedTensor], base: &[NamedTensor], factor: f32) {
+            for (got, base) in got.iter().zip(base) {
+                for (a, b) in got.data.iter().zip(&base.data) {
+                    let expected = factor * b;
+                    assert!(
+                        (a - expected).abs() <= 1e-5 * expected.abs().max(1e-3),
+                        "{}: {a} vs {expected}",
+                        base.name
+                    );
+                }
+            }
+        }
+
         /// Central differences of the mean loss over every parameter of a tiny GPT against backward.
         /// Loading the state also restores the dropout counter, so every evaluation sees the same masks.
         fn model_gradcheck(config: ModelConfig, train: bool) {
@@ -708,10 +735,7 @@ mod train {
                 "same seed, same model"
             );
             assert_ne!(gpt(config, 4).state().params, state.params);
-            assert!(model
-                .grads()
-                .iter()
-                .all(|g| g.data.iter().all(|&x| x == 0.0)));
+            assert!(all_zero(&model.grads()));
         }
 
         #[test]
@@ -783,43 +807,19 @@ mod train {
 
         #[test]
         fn backward_accumulates_until_zeroed() {
-            let config = tiny(true, 0.0);
-            let mut model = gpt(config.clone(), 1);
-            let (inputs, targets) = batch(3, &config, 2, 4);
-            model.forward(&inputs, Some(&targets), 2, 4, false).unwrap();
-            model.backward().unwrap();
+            let mut model = with_gradients(tiny(true, 0.0));
             let once = model.grads();
             model.backward().unwrap();
-            for (twice, once) in model.grads().iter().zip(&once) {
-                for (a, b) in twice.data.iter().zip(&once.data) {
-                    assert!(
-                        (a - 2.0 * b).abs() <= 1e-5 * b.abs().max(1e-3),
-                        "{}: {a} vs 2·{b}",
-                        once.name
-                    );
-                }
-            }
+            assert_scaled(&model.grads(), &once, 2.0);
             model.scale_grads(0.5);
-            let halved = model.grads();
-            for (h, o) in halved.iter().zip(&once) {
-                for (a, b) in h.data.iter().zip(&o.data) {
-                    assert!((a - b).abs() <= 1e-5 * b.abs().max(1e-3), "{}", o.name);
-                }
-            }
+            assert_scaled(&model.grads(), &once, 1.0);
             model.zero_grad();
-            assert!(model
-                .grads()
-                .iter()
-                .all(|g| g.data.iter().all(|&x| x == 0.0)));
+            assert!(all_zero(&model.grads()));
         }
 
         #[test]
         fn adamw_step_decays_only_matrices() {
-            let config = tiny(false, 0.0);
-            let mut model = gpt(config.clone(), 1);
-            let (inputs, targets) = batch(3, &config, 2, 4);
-            model.forward(&inputs, Some(&targets), 2, 4, false).unwrap();
-            model.backward().unwrap();
+            let mut model = with_gradients(tiny(false, 0.0));
             let (before, grads) = (model.state(), model.grads());
             let norm = model.grad_norms().global;
             let opt = AdamW {
@@ -848,7 +848,7 @@ mod train {
                     // First step: the bias corrections are exactly 1 - β.
                     let expected = p - f64::from(lr)
                         * ((m / (1.0 - b1)) / ((v / (1.0 - b2)).sqrt() + eps) + decay * p);
-                    let got = |t: &[mlwf::train::model::NamedTensor]| f64::from(t[k].data[i]);
+                    let got = |t: &[NamedTensor]| f64::from(t[k].data[i]);
                     assert!(
                         (got(&after.params) - expected).abs() < 1e-6,
                         "{}[{i}]",
@@ -862,11 +862,7 @@ mod train {
 
         #[test]
         fn clipping_scales_gradients_to_max_norm() {
-            let config = tiny(false, 0.0);
-            let mut model = gpt(config.clone(), 1);
-            let (inputs, targets) = batch(3, &config, 2, 4);
-            model.forward(&inputs, Some(&targets), 2, 4, false).unwrap();
-            model.backward().unwrap();
+            let mut model = with_gradients(tiny(false, 0.0));
             let norms = model.grad_norms();
             let names: Vec<&str> = norms.groups.iter().map(|(n, _)| n.as_str()).collect();
             assert_eq!(
