@@ -3,8 +3,8 @@
 //! A backend owns its memory: tensors are opaque handles ([`Backend::Buf`] for f32 data,
 //! [`Backend::Ids`] for token ids) that only the backend reads or writes, so a CUDA backend keeps
 //! everything in device buffers and the host only sees data through [`Backend::download`] and
-//! [`Backend::sum_squares`]. Every op is one layer-level kernel (llm.c style) with explicit
-//! dimensions; none of them returns data to the host.
+//! [`Backend::sum_squares`]. Every other op is one layer-level kernel (llm.c style) with
+//! explicit dimensions that reads and writes backend tensors only, so it can run asynchronously.
 //!
 //! # Layout
 //! Every tensor is dense, row-major, f32, with no padding: `[B, T, C]` means element
@@ -16,6 +16,11 @@
 //! gradients of their inputs alike — so that a tensor used in several places (the tied embedding,
 //! the residual stream) sums its contributions. Callers zero scratch gradients before reuse.
 //! Outputs of forward ops (and `dlogits` of the fused loss) are overwritten.
+//!
+//! # Precision
+//! The CPU backend is the reference: f32 arithmetic with f32 accumulators, except that
+//! [`Backend::sum_squares`] accumulates in f64. Other backends match it to f32 rounding, not bit
+//! for bit (their reduction orders differ), except dropout masks, which must match exactly.
 //!
 //! # Randomness
 //! Dropout masks are a pure function of a 64-bit key and the element index ([`dropout_keep`]),

@@ -93,7 +93,7 @@ enum Init {
 }
 
 /// The tensors of one block, in checkpoint order: name, shape in multiples of `n_embd`, init.
-/// `layer_forward` and `layer_backward` destructure blocks in this order.
+/// `block_forward` and `block_backward` destructure blocks in this order.
 const BLOCK_TENSORS: [(&str, &[usize], Init); 12] = [
     ("ln_1.weight", &[1], Init::Ones),
     ("ln_1.bias", &[1], Init::Zeros),

@@ -11,11 +11,13 @@ const ROWS_PER_TASK: usize = 16;
 /// Channels per rayon task in the weight-gradient pass.
 const CHANNELS_PER_TASK: usize = 64;
 
+/// Checks `[rows, C]` tensors, `[C]` tensors, and the `[rows]` statistics.
 fn check(
     rows: usize,
     c: usize,
     row_tensors: &[(&str, usize)],
     channel_tensors: &[(&str, usize)],
+    (mean, rstd): (usize, usize),
 ) -> Result<()> {
     for &(what, len) in row_tensors {
         check_len(what, len, rows * c)?;
@@ -23,7 +25,8 @@ fn check(
     for &(what, len) in channel_tensors {
         check_len(what, len, c)?;
     }
-    Ok(())
+    check_len("layernorm mean", mean, rows)?;
+    check_len("layernorm rstd", rstd, rows)
 }
 
 #[allow(clippy::too_many_arguments)] // one argument per tensor, as in the Backend trait
@@ -48,9 +51,8 @@ pub fn forward(
             ("layernorm weight", weight.len()),
             ("layernorm bias", bias.len()),
         ],
+        (mean.len(), rstd.len()),
     )?;
-    check_len("layernorm mean", mean.len(), rows)?;
-    check_len("layernorm rstd", rstd.len(), rows)?;
     out.par_chunks_mut(c)
         .zip(inp.par_chunks(c))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
@@ -94,9 +96,8 @@ pub fn backward(
             ("layernorm bias gradient", dbias.len()),
             ("layernorm weight", weight.len()),
         ],
+        (mean.len(), rstd.len()),
     )?;
-    check_len("layernorm mean", mean.len(), rows)?;
-    check_len("layernorm rstd", rstd.len(), rows)?;
 
     // Input gradient, row by row: with n the normalized input and g = dout·weight,
     // dx = rstd · (g - mean(g) - n · mean(g·n)).
