@@ -2,3 +2,4 @@
 //! its data, config, optimizer and W&B tracking.
 
 pub mod config;
+pub mod data;
