@@ -340,7 +340,7 @@ impl TrainConfig {
             need(value > 0, format!("{key} must be positive"));
         }
         need(
-            m.n_head == 0 || m.n_embd % m.n_head == 0,
+            m.n_head == 0 || m.n_embd.is_multiple_of(m.n_head),
             format!(
                 "model.n_embd ({}) must be a multiple of model.n_head ({})",
                 m.n_embd, m.n_head
