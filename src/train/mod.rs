@@ -1,6 +1,10 @@
 //! The trainer: a GPT-style model on a backend trait (CPU reference on ndarray; CUDA later),
 //! its data, config, optimizer and W&B tracking.
 
+pub mod backend;
 pub mod config;
+pub mod cpu;
 pub mod data;
+pub mod model;
+pub mod optim;
 pub mod tracking;

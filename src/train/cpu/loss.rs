@@ -1,0 +1,51 @@
+//! Softmax cross-entropy fused with its gradient: one pass over the logits yields both.
+
+use anyhow::{ensure, Result};
+use rayon::prelude::*;
+
+use super::check_len;
+
+/// Rows per rayon task; a row is a whole vocabulary, so a few rows already make a task.
+const ROWS_PER_TASK: usize = 4;
+
+pub fn softmax_cross_entropy(
+    losses: &mut [f32],
+    dlogits: &mut [f32],
+    logits: &[f32],
+    targets: &[u32],
+    rows: usize,
+    vocab: usize,
+    grad_scale: f32,
+) -> Result<()> {
+    ensure!(vocab > 0, "cross-entropy over an empty vocabulary");
+    check_len("logits", logits.len(), rows * vocab)?;
+    check_len("logit gradient", dlogits.len(), rows * vocab)?;
+    check_len("losses", losses.len(), rows)?;
+    check_len("targets", targets.len(), rows)?;
+    if let Some((i, &t)) = targets
+        .iter()
+        .enumerate()
+        .find(|(_, &t)| t as usize >= vocab)
+    {
+        anyhow::bail!("target {t} at position {i} is outside the vocabulary of {vocab}");
+    }
+    dlogits
+        .par_chunks_mut(vocab)
+        .zip(logits.par_chunks(vocab))
+        .zip(losses.par_iter_mut().zip(targets.par_iter()))
+        .with_min_len(ROWS_PER_TASK)
+        .for_each(|((dl, x), (loss, &target))| {
+            let target = target as usize;
+            let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for (d, &x) in dl.iter_mut().zip(x) {
+                *d = (x - max).exp();
+                sum += *d;
+            }
+            *loss = sum.ln() - (x[target] - max);
+            let norm = grad_scale / sum;
+            dl.iter_mut().for_each(|d| *d *= norm);
+            dl[target] -= grad_scale;
+        });
+    Ok(())
+}
