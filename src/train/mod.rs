@@ -2,6 +2,9 @@
 //! its data, config, optimizer and W&B tracking.
 
 pub mod backend;
+pub mod config;
 pub mod cpu;
+pub mod data;
 pub mod model;
 pub mod optim;
+pub mod tracking;

@@ -1,0 +1,883 @@
+//! Training text: where it comes from, its character vocabulary, the train/validation split,
+//! seeded batches, and evaluation prompts.
+//!
+//! Sources: synthetic addition (generated), a local file, Tiny Shakespeare (downloaded once,
+//! pinned by SHA-256, cached), or a W&B dataset artifact (downloaded and MD5-verified by the
+//! client). Every dataset is identified by the SHA-256 of its text, which runs record.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, ensure, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::config::DatasetSpec;
+use crate::wandb::{ArtifactRef, Client, Row};
+
+pub const SHAKESPEARE_URL: &str =
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt";
+pub const SHAKESPEARE_SHA256: &str =
+    "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed";
+/// The cached copy's name inside the data cache.
+pub const SHAKESPEARE_FILE: &str = "tinyshakespeare.txt";
+
+/// Fixed, so that `synthetic-addition` names the same text (and digest) in every run; the
+/// training seed varies the model and the batches, not the data.
+pub const ADDITION_SEED: u64 = 0x6d6c_7766_6164_6421;
+/// Problems generated, fewer when the operands allow fewer distinct ones.
+pub const ADDITION_PROBLEMS: u64 = 20_000;
+
+/// The data cache: `$MLWF_DATA_CACHE`, else `$XDG_CACHE_HOME/mlwf/data`, else
+/// `$HOME/.cache/mlwf/data`, else `.mlwf/data` in the current directory.
+pub fn default_cache_dir(env: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("MLWF_DATA_CACHE") {
+        return dir;
+    }
+    set("XDG_CACHE_HOME")
+        .or_else(|| set("HOME").map(|home| home.join(".cache")))
+        .map(|cache| cache.join("mlwf").join("data"))
+        .unwrap_or_else(|| PathBuf::from(".mlwf/data"))
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A character-level vocabulary: the text's distinct characters, sorted; a token is an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredTokenizer", into = "StoredTokenizer")]
+pub struct CharTokenizer {
+    chars: Vec<char>,
+}
+
+/// How checkpoints store a tokenizer: the vocabulary as one string.
+#[derive(Serialize, Deserialize)]
+struct StoredTokenizer {
+    kind: String,
+    vocab: String,
+}
+
+impl From<CharTokenizer> for StoredTokenizer {
+    fn from(tokenizer: CharTokenizer) -> Self {
+        Self {
+            kind: "char".into(),
+            vocab: tokenizer.chars.into_iter().collect(),
+        }
+    }
+}
+
+impl TryFrom<StoredTokenizer> for CharTokenizer {
+    type Error = String;
+
+    fn try_from(stored: StoredTokenizer) -> Result<Self, String> {
+        if stored.kind != "char" {
+            return Err(format!(
+                "tokenizer kind {:?} is not supported (expected \"char\")",
+                stored.kind
+            ));
+        }
+        let chars: Vec<char> = stored.vocab.chars().collect();
+        if chars.is_empty() || chars.windows(2).any(|w| w[0] >= w[1]) {
+            return Err("the tokenizer vocabulary must be non-empty, sorted and unique".into());
+        }
+        Ok(Self { chars })
+    }
+}
+
+impl CharTokenizer {
+    pub fn from_text(text: &str) -> Self {
+        let mut chars: Vec<char> = text.chars().collect::<HashSet<_>>().into_iter().collect();
+        chars.sort_unstable();
+        Self { chars }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.chars.len()
+    }
+
+    pub fn encode(&self, text: &str) -> anyhow::Result<Vec<u32>> {
+        text.chars()
+            .map(|c| {
+                self.id(c)
+                    .ok_or_else(|| anyhow!("character {c:?} is not in the vocabulary"))
+            })
+            .collect()
+    }
+
+    /// Ids outside the vocabulary decode to U+FFFD.
+    pub fn decode(&self, ids: &[u32]) -> String {
+        ids.iter()
+            .map(|&id| {
+                self.chars
+                    .get(id as usize)
+                    .copied()
+                    .unwrap_or(char::REPLACEMENT_CHARACTER)
+            })
+            .collect()
+    }
+
+    pub fn id(&self, c: char) -> Option<u32> {
+        self.chars.binary_search(&c).ok().map(|i| i as u32)
+    }
+}
+
+/// SplitMix64: tiny, fast, and defined by its constants alone, so data and batches stay the
+/// same across releases of any crate. Its state advances by a fixed step, which makes
+/// "the n-th draw" directly addressable: resuming needs only a draw count.
+#[derive(Debug, Clone)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// The generator after `draws` draws from `seed`.
+    pub fn at(seed: u64, draws: u64) -> Self {
+        Self {
+            state: seed.wrapping_add(draws.wrapping_mul(GOLDEN_GAMMA)),
+        }
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
+        let mut z = self.state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (multiply-shift: no division, bias below 2^-64 · n).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+}
+
+/// Synthetic addition: lines `a+b=s\n` where `a` and `b` have at most `digits` digits and `s`
+/// is the sum zero-padded to `digits + 1` digits and written **least significant digit
+/// first** (`47+85=231` since 47 + 85 = 132). Reversed answers let a small model produce each
+/// digit from the operand digits and the carry it has just written, which it learns far faster
+/// than the usual order. Problems are distinct, so held-out lines are unseen problems.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addition {
+    pub digits: u32,
+}
+
+impl Addition {
+    /// The answer as written in the data for `a + b`.
+    pub fn answer(&self, a: u64, b: u64) -> String {
+        let width = self.digits as usize + 1;
+        format!("{:0width$}", a + b).chars().rev().collect()
+    }
+
+    /// The answer to a prompt `a+b=`; `None` when the prompt is not a problem of this kind.
+    pub fn answer_to(&self, prompt: &str) -> Option<String> {
+        let (a, b) = prompt.strip_suffix('=')?.split_once('+')?;
+        let operand = |s: &str| {
+            let plain = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+            (plain && s.len() <= self.digits as usize)
+                .then(|| s.parse::<u64>().ok())
+                .flatten()
+        };
+        Some(self.answer(operand(a)?, operand(b)?))
+    }
+
+    /// Exact match: the completion (up to an optional line end) is the true answer.
+    pub fn is_correct(&self, prompt: &str, completion: &str) -> bool {
+        let completion = completion.strip_suffix('\n').unwrap_or(completion);
+        self.answer_to(prompt)
+            .is_some_and(|answer| answer == completion)
+    }
+
+    /// Up to `count` distinct problems in a seeded random order, as text.
+    pub fn generate(&self, seed: u64, count: u64) -> String {
+        let range = 10u64.pow(self.digits);
+        let count = count.min(range * range);
+        let mut rng = SplitMix64::new(seed);
+        let mut seen = HashSet::new();
+        let mut text = String::new();
+        while (seen.len() as u64) < count {
+            let (a, b) = (rng.below(range), rng.below(range));
+            if seen.insert((a, b)) {
+                text.push_str(&format!("{a}+{b}={}\n", self.answer(a, b)));
+            }
+        }
+        text
+    }
+}
+
+/// What kind of text a dataset holds, which decides how predictions are judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Addition(Addition),
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+}
+
+impl Split {
+    fn name(self) -> &'static str {
+        match self {
+            Split::Train => "training",
+            Split::Val => "validation",
+        }
+    }
+}
+
+/// A prompt and the text that truly follows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvalPair {
+    pub prompt: String,
+    pub target: String,
+}
+
+/// The loaded text, encoded and split.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// As configured (`shakespeare`, `file:...`).
+    pub name: String,
+    pub kind: Kind,
+    /// Hex SHA-256 of the text's UTF-8 bytes.
+    pub sha256: String,
+    pub tokenizer: CharTokenizer,
+    pub train: Vec<u32>,
+    pub val: Vec<u32>,
+}
+
+impl Dataset {
+    /// Encodes `text` and holds out its last `val_fraction` (for addition, from a line start,
+    /// so validation holds whole problems).
+    pub fn from_text(
+        name: &str,
+        kind: Kind,
+        text: &str,
+        val_fraction: f64,
+    ) -> anyhow::Result<Self> {
+        ensure!(!text.is_empty(), "dataset {name} is empty");
+        ensure!(
+            val_fraction > 0.0 && val_fraction < 1.0,
+            "the validation fraction must be between 0 and 1, got {val_fraction}"
+        );
+        let tokenizer = CharTokenizer::from_text(text);
+        let mut tokens = tokenizer.encode(text)?;
+        let held_out = ((tokens.len() as f64) * val_fraction).ceil() as usize;
+        let mut split = tokens.len().saturating_sub(held_out).max(1);
+        if let (Kind::Addition(_), Some(newline)) = (kind, tokenizer.id('\n')) {
+            split += tokens[split - 1..]
+                .iter()
+                .position(|&t| t == newline)
+                .unwrap_or(tokens.len() - split);
+        }
+        let val = tokens.split_off(split);
+        ensure!(
+            !val.is_empty(),
+            "dataset {name} is too small to hold out {val_fraction} of it for validation"
+        );
+        Ok(Self {
+            name: name.to_owned(),
+            kind,
+            sha256: sha256_hex(text.as_bytes()),
+            tokenizer,
+            train: tokens,
+            val,
+        })
+    }
+
+    pub fn tokens(&self, split: Split) -> &[u32] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+        }
+    }
+
+    /// Fails, saying what to change, when a split is too short for one `block_size` window.
+    pub fn check_fits(&self, block_size: usize) -> anyhow::Result<()> {
+        for split in [Split::Train, Split::Val] {
+            let have = self.tokens(split).len();
+            ensure!(
+                have > block_size,
+                "dataset {}: the {} split has {have} tokens, but a sequence needs \
+                 model.block_size + 1 = {}; lower model.block_size or change data.val_fraction",
+                self.name,
+                split.name(),
+                block_size + 1
+            );
+        }
+        Ok(())
+    }
+
+    /// What runs record about the data (keys from `config::RECORDED_KEYS`).
+    pub fn facts(&self) -> Row {
+        let mut row = Row::new();
+        row.insert("dataset.name".into(), json!(self.name));
+        row.insert("dataset.sha256".into(), json!(self.sha256));
+        row.insert(
+            "dataset.vocab_size".into(),
+            json!(self.tokenizer.vocab_size()),
+        );
+        row.insert("dataset.train_tokens".into(), json!(self.train.len()));
+        row.insert("dataset.val_tokens".into(), json!(self.val.len()));
+        row
+    }
+
+    /// Up to `count` evaluation prompts from the validation split, the same ones every time:
+    /// for addition the first held-out problems (`a+b=` → answer); for other text, windows
+    /// spread evenly over the split, the first three quarters of a `block_size` window as
+    /// prompt and the rest as target.
+    pub fn eval_pairs(&self, count: usize, block_size: usize) -> Vec<EvalPair> {
+        let text = self.tokenizer.decode(&self.val);
+        match self.kind {
+            Kind::Addition(_) => text
+                .lines()
+                .filter_map(|line| line.split_once('='))
+                .map(|(problem, answer)| EvalPair {
+                    prompt: format!("{problem}="),
+                    target: answer.to_owned(),
+                })
+                .take(count)
+                .collect(),
+            Kind::Text => {
+                let chars: Vec<char> = text.chars().collect();
+                let target_len = (block_size / 4).max(1);
+                let window = block_size.max(target_len + 1);
+                let Some(room) = chars.len().checked_sub(window) else {
+                    return Vec::new();
+                };
+                let count = count.min(room + 1);
+                (0..count)
+                    .map(|i| {
+                        let start = room * i / count;
+                        let middle = start + window - target_len;
+                        EvalPair {
+                            prompt: chars[start..middle].iter().collect(),
+                            target: chars[middle..start + window].iter().collect(),
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Whether a generated completion of `pair.prompt` counts as correct: the exact answer
+    /// for addition, the exact continuation for other text.
+    pub fn is_correct(&self, pair: &EvalPair, completion: &str) -> bool {
+        match self.kind {
+            Kind::Addition(addition) => addition.is_correct(&pair.prompt, completion),
+            Kind::Text => completion == pair.target,
+        }
+    }
+}
+
+/// One batch: `inputs` and `targets` are `batch × seq` token ids, row-major; each target is the
+/// token after its input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub inputs: Vec<u32>,
+    pub targets: Vec<u32>,
+}
+
+/// Seeded random windows. The position in the random stream is a draw count, so a checkpoint
+/// resumes the exact batch sequence by storing [`BatchSampler::draws`].
+#[derive(Debug, Clone)]
+pub struct BatchSampler {
+    seed: u64,
+    draws: u64,
+}
+
+impl BatchSampler {
+    pub fn new(seed: u64) -> Self {
+        Self::resume(seed, 0)
+    }
+
+    pub fn resume(seed: u64, draws: u64) -> Self {
+        Self { seed, draws }
+    }
+
+    pub fn draws(&self) -> u64 {
+        self.draws
+    }
+
+    pub fn sample(&mut self, tokens: &[u32], batch: usize, seq: usize) -> anyhow::Result<Batch> {
+        let Some(starts) = tokens.len().checked_sub(seq).filter(|&n| n > 0) else {
+            bail!(
+                "{} tokens cannot fill a sequence of {seq} plus its next-token target",
+                tokens.len()
+            );
+        };
+        let mut rng = SplitMix64::at(self.seed, self.draws);
+        let mut inputs = Vec::with_capacity(batch * seq);
+        let mut targets = Vec::with_capacity(batch * seq);
+        for _ in 0..batch {
+            let start = rng.below(starts as u64) as usize;
+            inputs.extend_from_slice(&tokens[start..start + seq]);
+            targets.extend_from_slice(&tokens[start + 1..start + seq + 1]);
+        }
+        self.draws += batch as u64;
+        Ok(Batch { inputs, targets })
+    }
+}
+
+/// Loads the dataset `name` (parsed as `spec`). `cache` holds downloads; `client` is needed
+/// only for artifact datasets.
+pub async fn load(
+    name: &str,
+    spec: &DatasetSpec,
+    val_fraction: f64,
+    cache: &Path,
+    client: Option<&Client>,
+) -> anyhow::Result<Dataset> {
+    let (kind, text) = match spec {
+        DatasetSpec::Addition { digits } => {
+            let addition = Addition { digits: *digits };
+            let text = addition.generate(ADDITION_SEED, ADDITION_PROBLEMS);
+            (Kind::Addition(addition), text)
+        }
+        DatasetSpec::Shakespeare => {
+            let dest = cache.join(SHAKESPEARE_FILE);
+            let bytes = cached_download(SHAKESPEARE_URL, SHAKESPEARE_SHA256, &dest)
+                .await
+                .context("getting Tiny Shakespeare")?;
+            (Kind::Text, utf8(bytes, &dest)?)
+        }
+        DatasetSpec::File(path) => {
+            let bytes = tokio::fs::read(path)
+                .await
+                .with_context(|| format!("reading the dataset file {}", path.display()))?;
+            (Kind::Text, utf8(bytes, path)?)
+        }
+        DatasetSpec::Artifact(reference) => {
+            let client = client.ok_or_else(|| {
+                anyhow!("dataset {name} is a W&B artifact, which needs a W&B connection")
+            })?;
+            let (path, bytes) = artifact_text(client, reference, cache).await?;
+            (Kind::Text, utf8(bytes, &path)?)
+        }
+    };
+    Dataset::from_text(name, kind, &text, val_fraction)
+}
+
+fn utf8(bytes: Vec<u8>, path: &Path) -> anyhow::Result<String> {
+    String::from_utf8(bytes).map_err(|err| anyhow!("{} is not UTF-8 text: {err}", path.display()))
+}
+
+/// The bytes of `dest` when its SHA-256 is `sha256`; when it is missing, downloads `url`,
+/// checks the digest and only then stores it at `dest`. A cached copy with another digest is an
+/// error, never silently replaced.
+pub async fn cached_download(url: &str, sha256: &str, dest: &Path) -> anyhow::Result<Vec<u8>> {
+    match tokio::fs::read(dest).await {
+        Ok(bytes) => {
+            let actual = sha256_hex(&bytes);
+            ensure!(
+                actual == sha256,
+                "the cached copy {} has SHA-256 {actual}, not the expected {sha256}; \
+                 delete it to download it again",
+                dest.display()
+            );
+            return Ok(bytes);
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(err).with_context(|| format!("reading {}", dest.display())),
+    }
+    let offline_hint = || {
+        format!(
+            "downloading {url} (offline? put a copy with SHA-256 {sha256} at {})",
+            dest.display()
+        )
+    };
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(300))
+        .build()
+        .context("configuring the HTTP client")?;
+    let bytes = http
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(offline_hint)?
+        .bytes()
+        .await
+        .with_context(offline_hint)?;
+    let actual = sha256_hex(&bytes);
+    ensure!(
+        actual == sha256,
+        "{url} served data with SHA-256 {actual}, not the expected {sha256}; nothing was cached"
+    );
+    let dir = dest
+        .parent()
+        .ok_or_else(|| anyhow!("{} has no parent directory", dest.display()))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .with_context(|| format!("creating the data cache {}", dir.display()))?;
+    // Write beside, then rename: an interrupted write never leaves a truncated cached copy.
+    let partial = dest.with_extension("partial");
+    tokio::fs::write(&partial, &bytes)
+        .await
+        .with_context(|| format!("writing {}", partial.display()))?;
+    tokio::fs::rename(&partial, dest)
+        .await
+        .with_context(|| format!("storing {}", dest.display()))?;
+    Ok(bytes.to_vec())
+}
+
+/// Downloads a dataset artifact (each file checked against its manifest MD5) and returns its
+/// text file: the only file, or the only `.txt` file.
+async fn artifact_text(
+    client: &Client,
+    reference: &ArtifactRef,
+    cache: &Path,
+) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    let mut dir = cache.join("artifacts");
+    for part in [&reference.entity, &reference.project]
+        .into_iter()
+        .flatten()
+        .chain([&reference.name, &reference.alias])
+    {
+        dir.push(part);
+    }
+    let downloaded = client
+        .download_artifact(reference, &dir)
+        .await
+        .with_context(|| format!("downloading the dataset artifact {reference}"))?;
+    let texts: Vec<&PathBuf> = downloaded
+        .files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    let path = match (downloaded.files.as_slice(), texts.as_slice()) {
+        ([only], _) => only.clone(),
+        (_, [only]) => (*only).clone(),
+        (files, _) => bail!(
+            "dataset artifact {reference} holds {} files ({}); it needs exactly one file, or \
+             exactly one .txt file",
+            files.len(),
+            files
+                .iter()
+                .map(|p| p.strip_prefix(&dir).unwrap_or(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let bytes = tokio::fs::read(&path)
+        .await
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok((path, bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+
+    use super::*;
+
+    #[test]
+    fn the_tokenizer_is_the_sorted_characters_and_round_trips() {
+        let tok = CharTokenizer::from_text("hello, world\n");
+        assert_eq!(
+            tok.decode(&(0..tok.vocab_size() as u32).collect::<Vec<_>>()),
+            "\n ,dehlorw"
+        );
+        let ids = tok.encode("low\n").unwrap();
+        assert_eq!(ids, vec![6, 7, 9, 0]);
+        assert_eq!(tok.decode(&ids), "low\n");
+        assert_eq!(tok.decode(&[99]), "\u{fffd}");
+        let err = tok.encode("hex").unwrap_err().to_string();
+        assert!(err.contains("'x'"), "{err}");
+
+        let stored = serde_json::to_value(&tok).unwrap();
+        assert_eq!(stored, json!({"kind": "char", "vocab": "\n ,dehlorw"}));
+        assert_eq!(
+            serde_json::from_value::<CharTokenizer>(stored).unwrap(),
+            tok
+        );
+        for bad in [
+            json!({"kind": "char", "vocab": "ba"}),
+            json!({"kind": "char", "vocab": "aa"}),
+            json!({"kind": "char", "vocab": ""}),
+            json!({"kind": "bpe", "vocab": "ab"}),
+        ] {
+            assert!(
+                serde_json::from_value::<CharTokenizer>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn splitmix_matches_the_reference_and_jumps_to_any_draw() {
+        // The first outputs for seed 0 in the generator's published reference implementation.
+        let mut rng = SplitMix64::new(0);
+        assert_eq!(rng.next_u64(), 0xe220_a839_7b1d_cdaf);
+        assert_eq!(rng.next_u64(), 0x6e78_9e6a_a1b9_65f4);
+        let mut walked = SplitMix64::new(42);
+        for _ in 0..1000 {
+            walked.next_u64();
+        }
+        assert_eq!(walked.next_u64(), SplitMix64::at(42, 1000).next_u64());
+        let mut rng = SplitMix64::new(7);
+        assert!((0..10_000).all(|_| rng.below(3) < 3));
+    }
+
+    #[test]
+    fn addition_answers_are_reversed_padded_sums() {
+        let add = Addition { digits: 2 };
+        assert_eq!(add.answer(47, 85), "231");
+        assert_eq!(add.answer(1, 2), "300");
+        assert_eq!(add.answer_to("99+99=").as_deref(), Some("891"));
+        assert!(add.is_correct("47+85=", "231"));
+        assert!(add.is_correct("47+85=", "231\n"));
+        for wrong in ["132", "23", "2310", "231\n\n", ""] {
+            assert!(!add.is_correct("47+85=", wrong), "{wrong:?}");
+        }
+        for bad in [
+            "47+85", "+85=", "123+4=", "4 7+8=", "a+b=", "-1+2=", "47-85=",
+        ] {
+            assert_eq!(add.answer_to(bad), None, "{bad:?}");
+            assert!(!add.is_correct(bad, "231"));
+        }
+        assert_eq!(Addition { digits: 3 }.answer(999, 999), "8991");
+    }
+
+    #[test]
+    fn addition_text_is_seeded_distinct_and_well_formed() {
+        let add = Addition { digits: 2 };
+        let text = add.generate(1, 500);
+        assert_eq!(text, add.generate(1, 500));
+        assert_ne!(text, add.generate(2, 500));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 500);
+        assert_eq!(lines.iter().collect::<HashSet<_>>().len(), 500);
+        for line in &lines {
+            let (prompt, answer) = line.split_once('=').unwrap();
+            assert!(add.is_correct(&format!("{prompt}="), answer), "{line}");
+        }
+        // One-digit operands allow only 100 distinct problems.
+        assert_eq!(
+            Addition { digits: 1 }.generate(3, 1000).lines().count(),
+            100
+        );
+    }
+
+    fn addition_dataset() -> Dataset {
+        let add = Addition { digits: 2 };
+        let text = add.generate(ADDITION_SEED, 2000);
+        Dataset::from_text("synthetic-addition", Kind::Addition(add), &text, 0.1).unwrap()
+    }
+
+    #[test]
+    fn splits_cover_the_text_and_addition_holds_out_whole_problems() {
+        let text = Addition { digits: 2 }.generate(ADDITION_SEED, 2000);
+        let data = addition_dataset();
+        assert_eq!(data.train.len() + data.val.len(), text.chars().count());
+        assert_eq!(data.sha256, sha256_hex(text.as_bytes()));
+        let newline = data.tokenizer.id('\n').unwrap();
+        assert_eq!(*data.train.last().unwrap(), newline);
+        let held = data.val.len() as f64 / text.len() as f64;
+        assert!((0.099..=0.1).contains(&held), "{held}");
+
+        let plain = Dataset::from_text("t", Kind::Text, "abcdefghij", 0.25).unwrap();
+        assert_eq!((plain.train.len(), plain.val.len()), (7, 3));
+        assert!(Dataset::from_text("t", Kind::Text, "", 0.1).is_err());
+
+        let err = plain.check_fits(3).unwrap_err().to_string();
+        assert!(
+            err.contains("validation split has 3 tokens") && err.contains("block_size + 1 = 4"),
+            "{err}"
+        );
+        plain.check_fits(2).unwrap();
+        let facts = data.facts();
+        assert_eq!(facts["dataset.sha256"], json!(data.sha256));
+        assert_eq!(facts["dataset.val_tokens"], json!(data.val.len()));
+    }
+
+    #[test]
+    fn eval_pairs_are_held_out_problems_or_text_windows() {
+        let data = addition_dataset();
+        let pairs = data.eval_pairs(16, 32);
+        assert_eq!(pairs.len(), 16);
+        let val_text = data.tokenizer.decode(&data.val);
+        for pair in &pairs {
+            assert!(val_text.contains(&format!("{}{}\n", pair.prompt, pair.target)));
+            assert!(data.is_correct(pair, &pair.target));
+            assert!(!data.is_correct(pair, "0"));
+        }
+
+        let text: String = (0..200)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let data = Dataset::from_text("t", Kind::Text, &text, 0.5).unwrap();
+        let pairs = data.eval_pairs(4, 16);
+        assert_eq!(pairs.len(), 4);
+        for pair in &pairs {
+            assert_eq!((pair.prompt.len(), pair.target.len()), (12, 4));
+            let whole = format!("{}{}", pair.prompt, pair.target);
+            assert!(text[100..].contains(&whole), "{whole}");
+            assert!(data.is_correct(pair, &pair.target));
+        }
+        assert_ne!(pairs[0], pairs[3]);
+        assert!(data.eval_pairs(4, 500).is_empty());
+    }
+
+    #[test]
+    fn batches_are_seeded_shifted_windows_that_resume_exactly() {
+        let tokens: Vec<u32> = (0..1000).collect();
+        let mut sampler = BatchSampler::new(5);
+        let first = sampler.sample(&tokens, 4, 8).unwrap();
+        assert_eq!((first.inputs.len(), first.targets.len()), (32, 32));
+        for row in 0..4 {
+            let inputs = &first.inputs[row * 8..row * 8 + 8];
+            let targets = &first.targets[row * 8..row * 8 + 8];
+            assert!(inputs.windows(2).all(|w| w[1] == w[0] + 1));
+            assert!(inputs.iter().zip(targets).all(|(i, t)| *t == i + 1));
+        }
+        let second = sampler.sample(&tokens, 4, 8).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(sampler.draws(), 8);
+        assert_eq!(BatchSampler::new(5).sample(&tokens, 4, 8).unwrap(), first);
+        assert_eq!(
+            BatchSampler::resume(5, 4).sample(&tokens, 4, 8).unwrap(),
+            second
+        );
+        assert_ne!(BatchSampler::new(6).sample(&tokens, 4, 8).unwrap(), first);
+        // The last window still has a target after it.
+        let exact = BatchSampler::new(1).sample(&tokens[..9], 3, 8).unwrap();
+        assert_eq!(exact.targets[..8], tokens[1..9]);
+        assert!(BatchSampler::new(1).sample(&tokens[..8], 1, 8).is_err());
+    }
+
+    #[test]
+    fn the_cache_dir_follows_the_environment() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let dir = |vars| default_cache_dir(env(vars));
+        assert_eq!(
+            dir(&[("MLWF_DATA_CACHE", "/d"), ("HOME", "/h")]),
+            Path::new("/d")
+        );
+        assert_eq!(
+            dir(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")]),
+            Path::new("/x/mlwf/data")
+        );
+        assert_eq!(dir(&[("HOME", "/h")]), Path::new("/h/.cache/mlwf/data"));
+        assert_eq!(dir(&[("MLWF_DATA_CACHE", "")]), Path::new(".mlwf/data"));
+    }
+
+    /// A loopback server answering `GET /data` with `body`.
+    async fn serve(body: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = axum::Router::new().route("/data", get(move || async move { body }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        format!("http://{addr}/data")
+    }
+
+    #[tokio::test]
+    async fn downloads_are_verified_before_caching_and_cached_copies_are_checked() {
+        let cache = tempfile::tempdir().unwrap();
+        let dest = cache.path().join("sub/text.txt");
+        let good = sha256_hex(b"good data");
+
+        let url = serve(b"tampered").await;
+        let err = cached_download(&url, &good, &dest)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nothing was cached"), "{err}");
+        assert!(!dest.exists());
+
+        let url = serve(b"good data").await;
+        assert_eq!(
+            cached_download(&url, &good, &dest).await.unwrap(),
+            b"good data"
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"good data");
+
+        // From now on the cache answers; nothing listens at this URL.
+        let unreachable = "http://127.0.0.1:9/data";
+        assert_eq!(
+            cached_download(unreachable, &good, &dest).await.unwrap(),
+            b"good data"
+        );
+        std::fs::write(&dest, b"good dat").unwrap();
+        let err = cached_download(unreachable, &good, &dest)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("delete it to download it again"), "{err}");
+
+        let elsewhere = cache.path().join("missing.txt");
+        let err = format!(
+            "{:#}",
+            cached_download(unreachable, &good, &elsewhere)
+                .await
+                .unwrap_err()
+        );
+        assert!(err.contains("offline? put a copy with SHA-256"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn local_files_and_generated_addition_load_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("in.txt");
+        std::fs::write(&file, "to be or not to be\n".repeat(20)).unwrap();
+        let text_spec = DatasetSpec::File(file.clone());
+        let data = load("file:in.txt", &text_spec, 0.1, dir.path(), None)
+            .await
+            .unwrap();
+        assert_eq!(data.kind, Kind::Text);
+        assert_eq!(data.tokenizer.vocab_size(), 8);
+
+        let spec = DatasetSpec::Addition { digits: 2 };
+        let a = load("synthetic-addition", &spec, 0.1, dir.path(), None)
+            .await
+            .unwrap();
+        assert_eq!(a.kind, Kind::Addition(Addition { digits: 2 }));
+        assert_eq!(
+            a.train.len() + a.val.len(),
+            a.tokenizer
+                .encode(&Addition { digits: 2 }.generate(ADDITION_SEED, ADDITION_PROBLEMS))
+                .unwrap()
+                .len()
+        );
+
+        let missing = DatasetSpec::File(dir.path().join("nope.txt"));
+        let err = format!(
+            "{:#}",
+            load("f", &missing, 0.1, dir.path(), None)
+                .await
+                .unwrap_err()
+        );
+        assert!(
+            err.contains("reading the dataset file") && err.contains("nope.txt"),
+            "{err}"
+        );
+        std::fs::write(&file, [0xff, 0xfe]).unwrap();
+        let err = load("f", &text_spec, 0.1, dir.path(), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+        let artifact = DatasetSpec::Artifact("p/text:v0".parse().unwrap());
+        let err = load("artifact:p/text:v0", &artifact, 0.1, dir.path(), None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("needs a W&B connection"), "{err}");
+    }
+}
