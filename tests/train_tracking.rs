@@ -147,9 +147,10 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
 
 /// The shared copy of Tiny Shakespeare, when this machine has one.
 fn shared_shakespeare() -> Option<PathBuf> {
-    let path = Path::new("/work/shared/data/tinyshakespeare.txt");
+    // `shared/` sits beside the checkout, for developers and CI alike.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tinyshakespeare.txt");
     if path.exists() {
-        return Some(path.to_path_buf());
+        return Some(path);
     }
     eprintln!(
         "skipped: no shared copy of Tiny Shakespeare at {}",
