@@ -96,20 +96,25 @@ impl Fixture {
         serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
     }
 
-    /// A GraphQL query's `data`, asked of the server directly.
+    /// Sends `path` (a GET, or a POST of `body`) to the server with the test key; the JSON
+    /// answer.
+    async fn call(&self, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.server.base_url());
+        let http = reqwest::Client::new();
+        let request = match body {
+            Some(body) => http.post(url).json(&body),
+            None => http.get(url),
+        };
+        let response = request.basic_auth("api", Some(common::KEY)).send().await;
+        response.unwrap().json().await.unwrap()
+    }
+
+    /// A GraphQL query's `data`.
     async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let body: Value = reqwest::Client::new()
-            .post(format!("{}/graphql", self.server.base_url()))
-            .basic_auth("api", Some(common::KEY))
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert!(body.get("errors").is_none(), "{body}");
-        body["data"].clone()
+        let body = json!({"query": query, "variables": variables});
+        let answer = self.call("/graphql", Some(body)).await;
+        assert!(answer.get("errors").is_none(), "{answer}");
+        answer["data"].clone()
     }
 
     /// The run's stored system-metrics rows.
@@ -130,18 +135,8 @@ impl Fixture {
     }
 
     async fn alerts(&self, run_id: &str) -> Value {
-        reqwest::Client::new()
-            .get(format!(
-                "{}/mlwf/v1/alerts/{ENTITY}/{PROJECT}/{run_id}",
-                self.server.base_url()
-            ))
-            .basic_auth("api", Some(common::KEY))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        let path = format!("/mlwf/v1/alerts/{ENTITY}/{PROJECT}/{run_id}");
+        self.call(&path, None).await
     }
 
     async fn state(&self, run_id: &str) -> RunState {
@@ -503,11 +498,15 @@ async fn checkpoints_are_logged_as_model_artifacts_and_resume_from_them() {
 /// they take turns.
 static GUARD_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// This test's turn, a server, and a console.
+async fn guard_setup() -> (tokio::sync::MutexGuard<'static, ()>, Fixture, Arc<Console>) {
+    let turn = GUARD_TURN.lock().await;
+    (turn, Fixture::start().await, Arc::new(Console::new()))
+}
+
 #[tokio::test]
 async fn every_ending_finishes_the_run_with_its_exit_code_and_an_alert() {
-    let _turn = GUARD_TURN.lock().await;
-    let fx = Fixture::start().await;
-    let console = Arc::new(Console::new());
+    let (_turn, fx, console) = guard_setup().await;
 
     let run = Arc::new(fx.run("guardok1").await);
     let end = guard::supervise(run, console.clone(), |_| async {
@@ -576,9 +575,7 @@ async fn train_until_stopped(run: &Run, cancel: &guard::Cancel) -> anyhow::Resul
 
 #[tokio::test]
 async fn sigterm_and_the_ui_stop_button_let_the_loop_save_then_finish() {
-    let _turn = GUARD_TURN.lock().await;
-    let fx = Fixture::start().await;
-    let console = Arc::new(Console::new());
+    let (_turn, fx, console) = guard_setup().await;
 
     let run = Arc::new(fx.run("guardsig").await);
     let inner = run.clone();
