@@ -73,13 +73,27 @@ impl Connection {
     }
 }
 
-/// Connects as the environment says and prints which backend is in use to stderr.
+/// What a connection is for, which decides how long it waits out an unreachable server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A command-line read: give up after about half a minute.
+    Read,
+    /// A training run: the official client's patience, since giving up loses the run's data.
+    Training,
+}
+
+/// Connects for a command-line read (see [`connect_for`]).
 pub async fn connect(options: &BackendOptions) -> anyhow::Result<Connection> {
+    connect_for(options, Purpose::Read).await
+}
+
+/// Connects as the environment says and prints which backend is in use to stderr.
+pub async fn connect_for(options: &BackendOptions, purpose: Purpose) -> anyhow::Result<Connection> {
     let env = Settings::from_env().context("reading the WANDB_* environment")?;
     let remote =
         std::env::var_os("WANDB_API_KEY").is_some() || std::env::var_os("WANDB_BASE_URL").is_some();
     let connection = if remote {
-        connect_remote(env, options).await?
+        connect_remote(env, options, purpose).await?
     } else {
         connect_embedded(env, options).await?
     };
@@ -97,8 +111,11 @@ fn interactive_retry() -> RetryPolicy {
 async fn connect_remote(
     mut settings: Settings,
     options: &BackendOptions,
+    purpose: Purpose,
 ) -> anyhow::Result<Connection> {
-    settings.tuning.graphql_retry = interactive_retry();
+    if purpose == Purpose::Read {
+        settings.tuning.graphql_retry = interactive_retry();
+    }
     let base_url = settings.base_url.to_string();
     if settings.api_key.is_none() {
         bail!(
@@ -113,7 +130,7 @@ async fn connect_remote(
 async fn connect_embedded(env: Settings, options: &BackendOptions) -> anyhow::Result<Connection> {
     let store = match &options.store {
         Some(dir) => dir.clone(),
-        None => default_store_dir()?,
+        None => project_store_dir()?,
     };
     // A key for this process alone: only it talks to its embedded server.
     let key = server::generate_key();
@@ -156,8 +173,9 @@ async fn bind(
     })
 }
 
-/// `.mlwf/` at the root of the current git work tree, else in the current directory.
-fn default_store_dir() -> anyhow::Result<PathBuf> {
+/// `.mlwf/` at the root of the current git work tree, else in the current directory: the
+/// embedded store's default home, and the trainer's checkpoints'.
+pub fn project_store_dir() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
     Ok(git_root(&cwd).unwrap_or(cwd).join(STORE_DIR))
 }

@@ -7,9 +7,16 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Map};
 
-use crate::cli::BenchLogArgs;
+use crate::cli::{BenchLogArgs, BenchTrainArgs};
 use crate::sdk::official_sdk_command;
 use crate::server::{self, RunningServer, ServerOptions};
+use crate::train::backend::Backend;
+use crate::train::config::{Device, TrainConfig};
+use crate::train::cpu::CpuBackend;
+use crate::train::data::{Batch, SplitMix64};
+use crate::train::model::{Gpt, ModelConfig};
+use crate::train::optim::AdamW;
+use crate::train::trainer::train_step;
 use crate::wandb::{ApiKey, Client, RunSpec, Settings};
 
 /// The official SDK's side of `bench log`, run by the Python interpreter given on the command line.
@@ -139,4 +146,124 @@ async fn sdk_log_cost(
 
 fn per_call_us(elapsed: Duration, calls: usize) -> f64 {
     elapsed.as_secs_f64() * 1e6 / calls.max(1) as f64
+}
+
+/// Step times of one `bench train` measurement.
+#[derive(Debug, Clone, serde::Serialize)]
+struct TrainSpeed {
+    preset: String,
+    device: String,
+    parameters: usize,
+    batch_size: usize,
+    seq_len: usize,
+    steps: usize,
+    ms_per_step_median: f64,
+    ms_per_step_min: f64,
+    tokens_per_sec: f64,
+}
+
+/// Times training steps of a preset's model on random tokens: the trainer's own step, with no
+/// data loading, evaluation or W&B run around it.
+pub fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
+    let config = TrainConfig::preset(&args.preset)?;
+    let batch_size = args.batch_size.unwrap_or(config.train.batch_size);
+    let m = &config.model;
+    let model = ModelConfig {
+        vocab_size: args.vocab,
+        block_size: m.block_size,
+        n_layer: m.n_layer,
+        n_head: m.n_head,
+        n_embd: m.n_embd,
+        dropout: m.dropout as f32,
+        tied_head: m.tied_head,
+    };
+    if args.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let speed = match args.device.parse::<Device>()? {
+        Device::Cpu | Device::Auto => {
+            time_train_steps(CpuBackend::new(), "cpu", model, &config, batch_size, &args)?
+        }
+        Device::Cuda(ordinal) => {
+            bail!("--device cuda:{ordinal}: this build has no CUDA backend yet; use --device cpu")
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&speed)?);
+    } else {
+        println!(
+            "train step, preset {} on {}: {} parameters, batch {}×{} tokens, {} timed steps",
+            speed.preset,
+            speed.device,
+            speed.parameters,
+            speed.batch_size,
+            speed.seq_len,
+            speed.steps
+        );
+        println!(
+            "  {:.2} ms/step (median; min {:.2})   {:.0} tokens/s",
+            speed.ms_per_step_median, speed.ms_per_step_min, speed.tokens_per_sec
+        );
+    }
+    Ok(())
+}
+
+fn time_train_steps<B: Backend>(
+    backend: B,
+    device: &str,
+    model: ModelConfig,
+    config: &TrainConfig,
+    batch_size: usize,
+    args: &BenchTrainArgs,
+) -> anyhow::Result<TrainSpeed> {
+    let seq = model.block_size;
+    let vocab = model.vocab_size as u64;
+    let mut gpt = Gpt::new(model, backend, config.train.seed)?;
+    let o = &config.optim;
+    let optimizer = AdamW {
+        beta1: o.beta1 as f32,
+        beta2: o.beta2 as f32,
+        weight_decay: o.weight_decay as f32,
+        ..AdamW::default()
+    };
+    let mut rng = SplitMix64::new(config.train.seed);
+    let mut times = Vec::with_capacity(args.steps);
+    for i in 0..args.warmup + args.steps {
+        let mut ids = || -> Vec<u32> {
+            (0..batch_size * seq)
+                .map(|_| rng.below(vocab) as u32)
+                .collect()
+        };
+        let batch = Batch {
+            inputs: ids(),
+            targets: ids(),
+        };
+        let begun = Instant::now();
+        train_step(
+            &mut gpt,
+            &optimizer,
+            &batch,
+            (batch_size, seq),
+            o.learning_rate as f32,
+            o.grad_clip as f32,
+            false,
+        )?;
+        if i >= args.warmup {
+            times.push(begun.elapsed());
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let median = ms(times[times.len() / 2]);
+    Ok(TrainSpeed {
+        preset: args.preset.clone(),
+        device: device.to_owned(),
+        parameters: gpt.num_parameters(),
+        batch_size,
+        seq_len: seq,
+        steps: args.steps,
+        ms_per_step_median: median,
+        ms_per_step_min: ms(times[0]),
+        tokens_per_sec: (batch_size * seq) as f64 / (median / 1e3),
+    })
 }

@@ -46,6 +46,9 @@ pub struct BackendArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Train the GPT on the configured data, tracked as a W&B run (the embedded store when no
+    /// W&B account is configured).
+    Train(TrainArgs),
     /// Serve a local W&B-compatible server backed by a directory.
     Server(ServerArgs),
     /// Read runs back.
@@ -68,6 +71,23 @@ pub struct ServerArgs {
     /// data directory and printed at start-up.
     #[arg(long = "api-key")]
     pub api_keys: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Starting point: `tiny` (CPU default), `shakespeare-char` (GPU default) or `gpt2-124m`.
+    #[arg(long)]
+    pub preset: Option<String>,
+    /// A TOML or YAML file of config keys (it may name its own `preset`).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override one config key, e.g. `--set optim.learning_rate=1e-3` (repeatable). W&B Launch
+    /// overrides (`WANDB_CONFIG`) apply on top.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// `auto`, `cpu`, `cuda` or `cuda:N` (shorthand for `--set train.device=...`).
+    #[arg(long)]
+    pub device: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +114,33 @@ pub struct SummaryArgs {
 pub enum BenchCommand {
     /// Cost of one `log()` call: mlwf's client against the official `wandb` SDK.
     Log(BenchLogArgs),
+    /// Training speed of a preset's model: tokens/s and ms/step (no W&B run).
+    Train(BenchTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchTrainArgs {
+    /// The model and batch shape: `tiny`, `shakespeare-char` or `gpt2-124m`.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// Timed training steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Override the preset's batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Vocabulary size of the random tokens (65: Tiny Shakespeare's characters).
+    #[arg(long, default_value_t = 65)]
+    pub vocab: usize,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,11 +178,13 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let backend = BackendOptions::from(cli.backend);
     match cli.command {
+        Command::Train(args) => return crate::train::trainer::run_cli(&backend, args).await,
         Command::Server(args) => crate::server::run_cli(args).await?,
         Command::Results(ResultsCommand::Summary(args)) => {
             crate::results::summary(&backend, args).await?
         }
         Command::Bench(BenchCommand::Log(args)) => crate::bench::log(args).await?,
+        Command::Bench(BenchCommand::Train(args)) => crate::bench::train(args)?,
     }
     Ok(ExitCode::SUCCESS)
 }

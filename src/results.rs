@@ -70,6 +70,9 @@ fn render_summary(run: &RunInfo, entity: &str, project: &str) -> String {
         .unwrap_or_default();
     let _ = writeln!(out, "run       {entity}/{project}/{}{name}", run.id);
     let _ = writeln!(out, "state     {}", run.state);
+    if let Some(code) = run.exit_code {
+        let _ = writeln!(out, "exit code {code}");
+    }
     if let Some(created) = run.created_at {
         let _ = writeln!(out, "created   {created}");
     }

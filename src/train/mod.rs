@@ -1,10 +1,12 @@
 //! The trainer: a GPT-style model on a backend trait (CPU reference on ndarray; CUDA later),
-//! its data, config, optimizer and W&B tracking.
+//! its data, config, optimizer, evaluation, W&B tracking, and the training loop (`trainer`).
 
 pub mod backend;
 pub mod config;
 pub mod cpu;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod optim;
 pub mod tracking;
+pub mod trainer;

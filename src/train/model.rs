@@ -714,6 +714,11 @@ impl<B: Backend> Gpt<B> {
         &self.config
     }
 
+    /// Optimizer steps taken (including those of a loaded state).
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
     pub fn num_parameters(&self) -> usize {
         self.params.iter().map(|p| p.spec.numel()).sum()
     }

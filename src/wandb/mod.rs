@@ -34,5 +34,5 @@ pub use filestream::Stream;
 pub use json::Row;
 pub use reads::{RunInfo, RunQuery, RunState};
 pub use retry::{parse_retry_after, RetryPolicy};
-pub use run::{Run, RunSpec};
+pub use run::{hostname, Run, RunSpec};
 pub use settings::{ApiKey, Resume, Settings, Tuning, DEFAULT_BASE_URL};

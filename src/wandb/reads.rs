@@ -150,6 +150,8 @@ pub struct RunInfo {
     pub history_line_count: u64,
     /// The last history step, if any history was logged.
     pub last_step: Option<u64>,
+    /// The process exit code, once the run has finished.
+    pub exit_code: Option<i64>,
 }
 
 /// The `RunFields` fragment as the server sends it.
@@ -174,6 +176,7 @@ struct RawRun {
     history_line_count: Option<u64>,
     #[serde(default)]
     history_keys: Value,
+    exitcode: Option<i64>,
 }
 
 impl From<RawRun> for RunInfo {
@@ -197,6 +200,7 @@ impl From<RawRun> for RunInfo {
             heartbeat_at: raw.heartbeat_at.as_deref().and_then(parse_time),
             history_line_count: raw.history_line_count.unwrap_or(0),
             last_step,
+            exit_code: raw.exitcode,
         }
     }
 }

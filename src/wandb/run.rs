@@ -274,7 +274,8 @@ fn resume_point(run: ExistingRun) -> (StreamStart, u64, Row) {
     (start, next_step, unwrap_config(run.config))
 }
 
-fn hostname() -> Option<String> {
+/// This machine's name, as runs record it.
+pub fn hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -167,9 +167,12 @@ where
             None
         }
     };
-    let result = AssertUnwindSafe(training(cancel.clone()))
-        .catch_unwind()
-        .await;
+    let result = {
+        let _hook = PanicToConsole::install(console.clone());
+        AssertUnwindSafe(training(cancel.clone()))
+            .catch_unwind()
+            .await
+    };
     let (exit_code, outcome) = match result {
         Ok(Ok(metrics)) => match cancel.requested() {
             None => (0, Outcome::Finished(metrics)),
@@ -186,6 +189,10 @@ where
         ),
     };
     let (title, text, level) = describe(&run, &outcome);
+    // The cause goes into the run's log, where the failure report looks for it.
+    if let Outcome::Failed(err) = &outcome {
+        console.err(format!("error: {err:#}"));
+    }
     console.out(format!("mlwf: {title}"));
     if let Err(err) = run.alert(&title, &text, level).await {
         console.err(format!("mlwf: could not send the end-of-run alert: {err}"));
@@ -241,6 +248,40 @@ fn metrics_text(metrics: &Row) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// While installed, panics are reported through the console, so the run's log keeps the panic
+/// message and its location (`thread 'main' panicked at src/x.rs:12:5`), as the terminal would
+/// show them. The previous hook comes back on drop.
+struct PanicToConsole;
+
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+static PREVIOUS_HOOK: std::sync::Mutex<Option<PanicHook>> = std::sync::Mutex::new(None);
+
+impl PanicToConsole {
+    fn install(console: Arc<Console>) -> Self {
+        let previous = std::panic::take_hook();
+        *PREVIOUS_HOOK.lock().unwrap_or_else(|p| p.into_inner()) = Some(previous);
+        std::panic::set_hook(Box::new(move |info| {
+            let thread = std::thread::current();
+            let name = thread.name().unwrap_or("<unnamed>");
+            console.err(format!("thread '{name}' {info}"));
+        }));
+        Self
+    }
+}
+
+impl Drop for PanicToConsole {
+    fn drop(&mut self) {
+        let previous = PREVIOUS_HOOK
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(previous) = previous {
+            std::panic::set_hook(previous);
+        }
+    }
 }
 
 fn panic_message(panic: &(dyn Any + Send)) -> String {

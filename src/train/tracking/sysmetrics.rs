@@ -92,9 +92,10 @@ impl MetricSource for ProcessMetrics {
 }
 
 /// A running sampler; [`Sampler::stop`] ends it.
+/// Stops sampling when stopped or dropped, so a run that ends by a panic stops it too.
 pub struct Sampler {
     stop: mpsc::Sender<()>,
-    thread: JoinHandle<()>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Sampler {
@@ -121,17 +122,40 @@ impl Sampler {
                 }
             })
             .context("starting the system metrics thread")?;
-        Ok(Self { stop, thread })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops sampling and waits for the thread (at most one sample in progress).
     pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
         // A send error means the thread is gone already, which is what stopping wants.
         let _ = self.stop.send(());
-        if self.thread.join().is_err() {
-            tracing::warn!("the system metrics thread panicked");
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::warn!("the system metrics thread panicked");
+            }
         }
     }
+}
+
+/// This process's resident memory in MiB, for the training log; `None` where it cannot be read.
+pub fn rss_mb() -> Option<f64> {
+    let pid = sysinfo::get_current_pid().ok()?;
+    let mut system = System::new().ok()?;
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        false,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    Some(system.process(pid)?.memory() as f64 / MIB)
 }
 
 #[cfg(test)]

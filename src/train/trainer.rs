@@ -1,0 +1,789 @@
+//! `mlwf train`: one training run, start to finish, tracked in W&B.
+//!
+//! The run is started as soon as the config is known, before the data is loaded, so that every
+//! later failure (a missing dataset, a diverging loss, a panic, a signal) ends as a finished W&B
+//! run with its state, exit code and console log, which is what the PR report diagnoses.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::backend::{self, BackendOptions, Connection, Purpose};
+use crate::cli::TrainArgs;
+use crate::train::backend::Backend;
+use crate::train::config::{DatasetSpec, Device, TrainConfig};
+use crate::train::cpu::CpuBackend;
+use crate::train::data::{self, Batch, BatchSampler, Dataset};
+use crate::train::eval::{Evaluation, Evaluator};
+use crate::train::model::{Gpt, GradNorms, ModelConfig};
+use crate::train::optim::{lr_at, AdamW};
+use crate::train::tracking::checkpoint::{self, Checkpoint, Progress, ResumeFrom};
+use crate::train::tracking::console::Console;
+use crate::train::tracking::f32_json;
+use crate::train::tracking::git::GitFacts;
+use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
+use crate::train::tracking::sysmetrics::{self, MetricSource, ProcessMetrics, Sampler};
+use crate::train::tracking::table::predictions_table;
+use crate::wandb::{ArtifactSpec, Row, Run, RunSpec};
+
+/// The predictions table's history key.
+pub const PREDICTIONS_KEY: &str = "val/predictions";
+
+/// Runs `mlwf train` and returns the process exit code: 0 finished, 1 failed, 101 panicked,
+/// 130 interrupted, 143 terminated (preempted).
+pub async fn run_cli(options: &BackendOptions, args: TrainArgs) -> Result<ExitCode> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut sets = args.set;
+    if let Some(device) = args.device {
+        sets.push(format!("train.device={device}"));
+    }
+    let config = TrainConfig::load(args.preset.as_deref(), args.config.as_deref(), &sets, env)?;
+    let fault = Fault::from_env(env("MLWF_FAULT").as_deref())?;
+    let mut options = options.clone();
+    if let (None, Some(project)) = (env("WANDB_PROJECT"), &config.run.project) {
+        options.project = project.clone();
+    }
+    let connection = backend::connect_for(&options, Purpose::Training).await?;
+    let result = train(&connection, config, fault).await;
+    connection.close().await;
+    result
+}
+
+async fn train(connection: &Connection, config: TrainConfig, fault: Fault) -> Result<ExitCode> {
+    let console = Arc::new(Console::new());
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let git = GitFacts::of(&cwd);
+    let mut run_config = config.to_wandb_config();
+    for (key, value) in [
+        ("branch", json!(git.branch)),
+        ("commit", json!(git.commit)),
+        ("dirty", json!(git.dirty)),
+        ("host", json!(crate::wandb::hostname())),
+        ("mlwf_version", json!(env!("CARGO_PKG_VERSION"))),
+    ] {
+        run_config.insert(key.into(), value);
+    }
+    let run = connection
+        .client
+        .start_run(RunSpec {
+            entity: Some(connection.entity.clone()),
+            project: Some(connection.project.clone()),
+            notes: config.run.notes.clone(),
+            tags: config.run.tags.clone(),
+            job_type: Some("train".into()),
+            config: run_config,
+            commit: git.commit.clone(),
+            ..RunSpec::default()
+        })
+        .await
+        .with_context(|| format!("starting a run on the {}", connection.backend))?;
+    let run = Arc::new(run);
+    console.attach(run.clone());
+    console.out(format!(
+        "mlwf: run {}/{}/{} on the {}",
+        run.entity(),
+        run.project(),
+        run.id(),
+        connection.backend
+    ));
+
+    let started = Instant::now();
+    let setup = Setup {
+        config,
+        git,
+        run: run.clone(),
+        console: console.clone(),
+        connection,
+        fault,
+    };
+    let end = guard::supervise(run.clone(), console.clone(), |cancel| setup.train(cancel)).await;
+    console.finish_progress();
+    print_summary(connection, &run, &end, started.elapsed());
+    // The guard has reported how training ended (in the console and the run's log). A run the
+    // server could not finish may have lost data there, which is a failure of the command.
+    let code = match (end.exit_code, &end.finish_error) {
+        (0, Some(_)) => 1,
+        (code, _) => code,
+    };
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// Everything the supervised part of a run starts from.
+struct Setup<'a> {
+    config: TrainConfig,
+    git: GitFacts,
+    run: Arc<Run>,
+    console: Arc<Console>,
+    connection: &'a Connection,
+    fault: Fault,
+}
+
+impl Setup<'_> {
+    /// Loads the data, builds (or resumes) the model on the chosen device and trains it.
+    async fn train(self, cancel: Cancel) -> Result<Row> {
+        let config = &self.config;
+        let env = |name: &str| std::env::var(name).ok();
+        let client = &self.connection.client;
+        let cache = config
+            .data
+            .cache
+            .clone()
+            .unwrap_or_else(|| data::default_cache_dir(env));
+        let spec = config.dataset()?;
+        let dataset = data::load(
+            &config.data.dataset,
+            &spec,
+            config.data.val_fraction,
+            &cache,
+            Some(client),
+        )
+        .await?;
+        dataset.check_fits(config.model.block_size)?;
+        self.record_dataset(&spec, &dataset, &cache).await?;
+
+        let resumed = match &config.run.resume_from {
+            Some(text) => {
+                let from: ResumeFrom = text.parse()?;
+                let downloads = cache.join("checkpoints");
+                let ckpt = checkpoint::load(&from, Some(client), &downloads).await?;
+                Some((from, ckpt))
+            }
+            None => None,
+        };
+        let model_config = ModelConfig {
+            vocab_size: dataset.tokenizer.vocab_size(),
+            block_size: config.model.block_size,
+            n_layer: config.model.n_layer,
+            n_head: config.model.n_head,
+            n_embd: config.model.n_embd,
+            dropout: config.model.dropout as f32,
+            tied_head: config.model.tied_head,
+        };
+        if let Some((from, ckpt)) = &resumed {
+            ensure!(
+                ckpt.model == model_config,
+                "the checkpoint {from} holds a model {:?}, but this config builds {:?}; resume \
+                 with the checkpoint's model.* settings",
+                ckpt.model,
+                model_config
+            );
+            ensure!(
+                ckpt.tokenizer == dataset.tokenizer,
+                "the checkpoint {from} was trained with another vocabulary than dataset {}",
+                dataset.name
+            );
+        }
+        let checkpoints = match &config.run.checkpoint_dir {
+            Some(dir) => dir.clone(),
+            None => backend::project_store_dir()?.join("checkpoints"),
+        };
+
+        let seed = config.train.seed;
+        match config.device()? {
+            Device::Cpu | Device::Auto => {
+                let facts = Row::from_iter([
+                    ("backend".to_owned(), json!("cpu")),
+                    ("device.resolved".to_owned(), json!("cpu")),
+                ]);
+                let model = Gpt::new(model_config, CpuBackend::new(), seed)?;
+                let session = Session::new(self, model, dataset, resumed, checkpoints, facts);
+                session.await?.fit(cancel).await
+            }
+            Device::Cuda(ordinal) => bail!(
+                "train.device is cuda:{ordinal}, but this build has no CUDA backend yet; use \
+                 --device cpu"
+            ),
+        }
+    }
+
+    /// Records the data in the run: its facts in the config, and the run's input artifact
+    /// (the artifact itself, or the text logged as a `dataset` artifact).
+    async fn record_dataset(
+        &self,
+        spec: &DatasetSpec,
+        dataset: &Dataset,
+        cache: &std::path::Path,
+    ) -> Result<()> {
+        self.run
+            .config_update(dataset.facts())
+            .await
+            .context("recording the dataset in the run config")?;
+        match spec {
+            DatasetSpec::Artifact(reference) => {
+                self.run
+                    .use_artifact(reference)
+                    .await
+                    .with_context(|| format!("recording the use of {reference}"))?;
+            }
+            _ => {
+                let dir = cache.join("logged").join(&dataset.sha256);
+                let path = dir.join("data.txt");
+                let text = dataset.tokenizer.decode(&dataset.train)
+                    + &dataset.tokenizer.decode(&dataset.val);
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&path, text))
+                    .with_context(|| format!("writing {}", path.display()))?;
+                let spec = ArtifactSpec::new(dataset_artifact_name(&dataset.name), "dataset")
+                    .file("data.txt", &path)
+                    .metadata(dataset.facts());
+                if let Err(err) = self.run.log_artifact(spec).await {
+                    self.console.err(format!(
+                        "mlwf: warning: could not log the dataset as an artifact: {err:#}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `synthetic-addition:3` → `dataset-synthetic-addition-3`; artifact names allow only
+/// alphanumerics, `-`, `_` and `.`.
+fn dataset_artifact_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("dataset-{}", safe.trim_matches('-'))
+}
+
+/// A training run in progress on backend `B`.
+struct Session<'a, B: Backend> {
+    setup: Setup<'a>,
+    model: Gpt<B>,
+    data: Dataset,
+    evaluator: Evaluator,
+    sampler: BatchSampler,
+    optimizer: AdamW,
+    /// The last evaluation's step and validation loss.
+    last_eval: Option<(u64, f32)>,
+    best: Option<(u64, f32)>,
+    /// Where this run's latest checkpoint is written.
+    checkpoint_dir: PathBuf,
+    /// What every checkpoint artifact records besides its step and losses.
+    checkpoint_metadata: Row,
+    /// Stops sampling system metrics when the session ends, however it ends.
+    _system_metrics: Option<Sampler>,
+}
+
+impl<'a, B: Backend> Session<'a, B> {
+    async fn new(
+        setup: Setup<'a>,
+        mut model: Gpt<B>,
+        data: Dataset,
+        resumed: Option<(ResumeFrom, Checkpoint)>,
+        checkpoints: PathBuf,
+        device_facts: Row,
+    ) -> Result<Session<'a, B>> {
+        let config = &setup.config;
+        let seed = config.train.seed;
+        let mut facts = device_facts;
+        facts.insert("param_count".into(), json!(model.num_parameters()));
+        let mut sampler = BatchSampler::new(seed);
+        let mut best = None;
+        if let Some((from, ckpt)) = &resumed {
+            model.load_state(&ckpt.state)?;
+            sampler = BatchSampler::resume(seed, ckpt.progress.sampler_draws);
+            best = ckpt.progress.best_val_loss.map(|v| (ckpt.state.step, v));
+            facts.insert("resumed_from".into(), json!(from.to_string()));
+            facts.insert("resumed_step".into(), json!(ckpt.state.step));
+            setup.console.out(format!(
+                "mlwf: resuming from {from} at step {}",
+                ckpt.state.step
+            ));
+        }
+        setup
+            .run
+            .config_update(facts.clone())
+            .await
+            .context("recording the device and model in the run config")?;
+        let system_metrics = start_system_metrics(&setup);
+        let evaluator = Evaluator::new(
+            &data,
+            seed,
+            config.train.eval_iters,
+            config.train.batch_size,
+            config.model.block_size,
+            config.train.sample_count,
+        );
+        let o = &config.optim;
+        let optimizer = AdamW {
+            beta1: o.beta1 as f32,
+            beta2: o.beta2 as f32,
+            weight_decay: o.weight_decay as f32,
+            ..AdamW::default()
+        };
+        let mut checkpoint_metadata = facts;
+        for (key, value) in [
+            ("branch", json!(setup.git.branch)),
+            ("commit", json!(setup.git.commit)),
+            ("dataset.name", json!(data.name)),
+            ("dataset.sha256", json!(data.sha256)),
+        ] {
+            checkpoint_metadata.insert(key.into(), value);
+        }
+        Ok(Session {
+            checkpoint_dir: checkpoints.join(setup.run.id()).join("latest"),
+            setup,
+            model,
+            data,
+            evaluator,
+            sampler,
+            optimizer,
+            last_eval: None,
+            best,
+            checkpoint_metadata,
+            _system_metrics: system_metrics,
+        })
+    }
+
+    /// The training loop: steps until `optim.max_iters` or a stop request, evaluating,
+    /// logging and checkpointing at their intervals. Returns the final metrics.
+    async fn fit(mut self, cancel: Cancel) -> Result<Row> {
+        let (t, o) = (
+            self.setup.config.train.clone(),
+            self.setup.config.optim.clone(),
+        );
+        let (total, batch, seq) = (
+            o.max_iters,
+            t.batch_size,
+            self.setup.config.model.block_size,
+        );
+        let start = self.model.steps();
+        ensure!(
+            start < total,
+            "the checkpoint is at step {start}, which is already optim.max_iters = {total}; \
+             raise optim.max_iters to train further"
+        );
+        let console = self.setup.console.clone();
+        console.out(format!(
+            "mlwf: training {} parameters for {} steps of {batch}×{seq} tokens",
+            self.model.num_parameters(),
+            total - start
+        ));
+        if start == 0 {
+            let mut row = Row::new();
+            self.evaluate(0, &mut row).await?;
+            self.log(0, row);
+        }
+        let bar = console.progress(total, start);
+        let mut window = Window::default();
+        for step in start..total {
+            if let Some(reason) = cancel.requested() {
+                console.out(format!(
+                    "mlwf: {reason} at step {step}; saving a checkpoint"
+                ));
+                self.checkpoint(step).await?;
+                return Ok(self.final_metrics(&window));
+            }
+            let done = step + 1;
+            self.setup.fault.before_step(done);
+            let begun = Instant::now();
+            let lr = lr_at(
+                step,
+                o.learning_rate as f32,
+                o.min_lr as f32,
+                o.warmup_iters,
+                total,
+            );
+            let data = self.sampler.sample(&self.data.train, batch, seq)?;
+            let want_groups = done.is_multiple_of(t.grad_norm_interval);
+            let Step {
+                loss,
+                grad_norm: norm,
+                groups,
+            } = train_step(
+                &mut self.model,
+                &self.optimizer,
+                &data,
+                (batch, seq),
+                lr,
+                o.grad_clip as f32,
+                want_groups,
+            )
+            .map_err(|err| {
+                let context = if err.is::<NonFiniteLoss>() {
+                    format!(
+                        "step {done}: training diverged; lower optim.learning_rate (now {}) or \
+                         set optim.grad_clip (now {})",
+                        o.learning_rate, o.grad_clip
+                    )
+                } else {
+                    format!("training step {done}")
+                };
+                err.context(context)
+            })?;
+            window.add(loss, begun.elapsed(), batch * seq);
+            bar.set_position(done);
+            bar.set_message(format!("loss {loss:.4}"));
+
+            let mut row = Row::new();
+            if done.is_multiple_of(t.log_interval) || done == total {
+                let line = window.log(&mut row, lr, norm);
+                console.out(format!("step {done:>6}/{total}  {line}"));
+            }
+            if let Some(groups) = groups {
+                for (group, value) in groups.groups {
+                    row.insert(format!("diag/grad_norm/{group}"), f32_json(value));
+                }
+            }
+            if done.is_multiple_of(t.eval_interval) || done == total {
+                self.evaluate(done, &mut row).await?;
+            }
+            self.log(done, row);
+            if done.is_multiple_of(t.checkpoint_interval) || done == total {
+                self.checkpoint(done).await?;
+            }
+        }
+        console.finish_progress();
+        Ok(self.final_metrics(&window))
+    }
+
+    /// Evaluates at `step` into `row`: validation loss, accuracy and the predictions table.
+    async fn evaluate(&mut self, step: u64, row: &mut Row) -> Result<()> {
+        let Evaluation {
+            val_loss,
+            accuracy,
+            predictions,
+        } = self.evaluator.run(&mut self.model, &self.data)?;
+        ensure!(
+            val_loss.is_finite(),
+            "validation loss is {val_loss} at step {step}: the model diverged"
+        );
+        row.insert("val/loss".into(), f32_json(val_loss));
+        let mut line = format!("val loss {val_loss:.4}");
+        if let Some(accuracy) = accuracy {
+            row.insert("val/accuracy".into(), f32_json(accuracy));
+            line += &format!(", accuracy {:.1}%", 100.0 * accuracy);
+        }
+        if !predictions.is_empty() {
+            let table = predictions_table(&predictions);
+            match table.save(&self.setup.run, PREDICTIONS_KEY, step).await {
+                Ok(value) => {
+                    row.insert(PREDICTIONS_KEY.into(), value);
+                }
+                Err(err) => self.setup.console.err(format!(
+                    "mlwf: warning: the predictions table of step {step} was not saved: {err:#}"
+                )),
+            }
+        }
+        self.last_eval = Some((step, val_loss));
+        if self.best.is_none_or(|(_, best)| val_loss < best) {
+            self.best = Some((step, val_loss));
+            self.setup.run.summary_update(Row::from_iter([
+                ("best/val_loss".to_owned(), f32_json(val_loss)),
+                ("best/step".to_owned(), json!(step)),
+            ]));
+        }
+        self.setup.console.out(format!("step {step:>6}  {line}"));
+        Ok(())
+    }
+
+    /// Logs `row` at training step `step` (so runs compare step for step). A resumed W&B run
+    /// whose history is already past `step` drops the row with a warning, as the official
+    /// client does.
+    fn log(&self, step: u64, row: Row) {
+        if row.is_empty() {
+            return;
+        }
+        if let Err(err) = self.setup.run.log_at(step, row) {
+            self.setup.console.err(format!(
+                "mlwf: warning: metrics of step {step} dropped: {err}"
+            ));
+        }
+    }
+
+    /// Writes the checkpoint of `step` and logs it as a version of the run's model artifact
+    /// (`best` too when its validation loss is the best so far). The last one must succeed; an
+    /// intermediate one that fails is a warning, so a long run is not lost to a full disk.
+    async fn checkpoint(&self, step: u64) -> Result<()> {
+        let at_eval = self.last_eval.filter(|(s, _)| *s == step);
+        let ckpt = Checkpoint {
+            model: self.model.config().clone(),
+            config: self.setup.config.clone(),
+            tokenizer: self.data.tokenizer.clone(),
+            state: self.model.state(),
+            progress: Progress {
+                sampler_draws: self.sampler.draws(),
+                val_loss: at_eval.map(|(_, loss)| loss),
+                best_val_loss: self.best.map(|(_, loss)| loss),
+                run_id: Some(self.setup.run.id().to_owned()),
+            },
+        };
+        let is_best = at_eval.is_some() && self.best.is_some_and(|(s, _)| s == step);
+        let aliases: &[&str] = if is_best { &["best"] } else { &[] };
+        let dir = &self.checkpoint_dir;
+        let saved = async {
+            ckpt.write(dir)?;
+            checkpoint::log_artifact(
+                &self.setup.run,
+                dir,
+                aliases,
+                self.checkpoint_metadata.clone(),
+            )
+            .await
+        }
+        .await;
+        let last = step == self.setup.config.optim.max_iters;
+        match saved {
+            Ok(logged) => {
+                let version = logged.version.unwrap_or_else(|| "new version".into());
+                self.setup.console.out(format!(
+                    "mlwf: checkpoint of step {step} in {} (artifact {}:{version})",
+                    dir.display(),
+                    checkpoint::artifact_name(self.setup.run.id())
+                ));
+                Ok(())
+            }
+            Err(err) if last => {
+                Err(err.context(format!("saving the final checkpoint (step {step})")))
+            }
+            Err(err) => {
+                self.setup.console.err(format!(
+                    "mlwf: warning: the checkpoint of step {step} was not saved: {err:#}"
+                ));
+                Ok(())
+            }
+        }
+    }
+
+    /// The metrics the end-of-run alert reports, also set in the summary.
+    fn final_metrics(&self, window: &Window) -> Row {
+        let mut metrics = Row::new();
+        metrics.insert("train/steps".into(), json!(self.model.steps()));
+        if let Some(loss) = window.last_loss {
+            metrics.insert("train/loss".into(), f32_json(loss));
+        }
+        if let Some((step, loss)) = self.last_eval {
+            metrics.insert("val/loss".into(), f32_json(loss));
+            metrics.insert("val/step".into(), json!(step));
+        }
+        if let Some((step, loss)) = self.best {
+            metrics.insert("best/val_loss".into(), f32_json(loss));
+            metrics.insert("best/step".into(), json!(step));
+        }
+        self.setup.run.summary_update(metrics.clone());
+        metrics
+    }
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub loss: f32,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f32,
+    /// Per-group gradient norms, when asked for.
+    pub groups: Option<GradNorms>,
+}
+
+/// A training loss of NaN or infinity: the run has diverged.
+#[derive(Debug, thiserror::Error)]
+#[error("loss is {loss}")]
+pub struct NonFiniteLoss {
+    pub loss: f32,
+}
+
+/// One optimizer step on `batch` (`dims` = sequences × tokens): forward, backward, clip,
+/// AdamW. A loss that is not finite fails the step before the weights change.
+pub fn train_step<B: Backend>(
+    model: &mut Gpt<B>,
+    optimizer: &AdamW,
+    batch: &Batch,
+    dims: (usize, usize),
+    lr: f32,
+    grad_clip: f32,
+    group_norms: bool,
+) -> Result<Step> {
+    let (sequences, seq) = dims;
+    model.zero_grad();
+    let loss = model
+        .forward(&batch.inputs, Some(&batch.targets), sequences, seq, true)?
+        .ok_or_else(|| anyhow!("the model returned no loss for a batch with targets"))?;
+    if !loss.is_finite() {
+        return Err(NonFiniteLoss { loss }.into());
+    }
+    model.backward()?;
+    let groups = group_norms.then(|| model.grad_norms());
+    let grad_norm = model.step(optimizer, lr, grad_clip);
+    Ok(Step {
+        loss,
+        grad_norm,
+        groups,
+    })
+}
+
+/// System metrics in the background: this process (CPU, memory) and the device's.
+fn start_system_metrics(setup: &Setup<'_>) -> Option<Sampler> {
+    let mut sources: Vec<Box<dyn MetricSource>> = Vec::new();
+    match ProcessMetrics::new() {
+        Ok(process) => sources.push(Box::new(process)),
+        Err(err) => setup
+            .console
+            .err(format!("mlwf: warning: no process metrics: {err:#}")),
+    }
+    match Sampler::start(setup.run.clone(), sysmetrics::DEFAULT_INTERVAL, sources) {
+        Ok(sampler) => Some(sampler),
+        Err(err) => {
+            setup
+                .console
+                .err(format!("mlwf: warning: no system metrics: {err:#}"));
+            None
+        }
+    }
+}
+
+/// Training steps since the last logged row: their losses and compute time.
+#[derive(Default)]
+struct Window {
+    steps: u32,
+    loss_sum: f64,
+    busy: Duration,
+    tokens: usize,
+    last_loss: Option<f32>,
+}
+
+impl Window {
+    fn add(&mut self, loss: f32, busy: Duration, tokens: usize) {
+        self.steps += 1;
+        self.loss_sum += f64::from(loss);
+        self.busy += busy;
+        self.tokens += tokens;
+        self.last_loss = Some(loss);
+    }
+
+    /// Puts the window's averages into `row`, starts a new window, and returns a console line.
+    fn log(&mut self, row: &mut Row, lr: f32, grad_norm: f32) -> String {
+        let steps = self.steps.max(1);
+        let loss = (self.loss_sum / f64::from(steps)) as f32;
+        let seconds = self.busy.as_secs_f64().max(1e-9);
+        let tokens_per_sec = self.tokens as f64 / seconds;
+        let step_ms = 1e3 * seconds / f64::from(steps);
+        row.insert("train/loss".into(), f32_json(loss));
+        row.insert("train/lr".into(), f32_json(lr));
+        row.insert("train/grad_norm".into(), f32_json(grad_norm));
+        row.insert("train/tokens_per_sec".into(), json!(tokens_per_sec.round()));
+        row.insert("train/step_ms".into(), json!((step_ms * 1e3).round() / 1e3));
+        if let Some(mb) = sysmetrics::rss_mb() {
+            row.insert("diag/memory_mb".into(), json!(mb.round()));
+        }
+        let last_loss = self.last_loss;
+        *self = Self {
+            last_loss,
+            ..Self::default()
+        };
+        format!(
+            "loss {loss:.4}  lr {lr:.2e}  grad norm {grad_norm:.3}  {step_ms:.1} ms/step  \
+             {tokens_per_sec:.0} tok/s"
+        )
+    }
+}
+
+/// Faults the run guard's tests inject into a real training process (`MLWF_FAULT`):
+/// `panic-at-step:N` panics just before step `N`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    panic_at_step: Option<u64>,
+}
+
+impl Fault {
+    pub fn from_env(value: Option<&str>) -> Result<Self> {
+        let Some(value) = value else {
+            return Ok(Self::default());
+        };
+        let step = value
+            .strip_prefix("panic-at-step:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow!("MLWF_FAULT={value:?} is not panic-at-step:N"))?;
+        Ok(Self {
+            panic_at_step: Some(step),
+        })
+    }
+
+    fn before_step(&self, step: u64) {
+        if self.panic_at_step == Some(step) {
+            panic!("MLWF_FAULT: injected panic before step {step}");
+        }
+    }
+}
+
+/// The one screen a user sees at the end: how the run ended, its numbers, where to look next.
+fn print_summary(connection: &Connection, run: &Run, end: &RunEnd, elapsed: Duration) {
+    let (state, metrics) = match &end.outcome {
+        Outcome::Finished(metrics) => ("finished".to_owned(), Some(metrics)),
+        Outcome::Stopped(reason, metrics) => (format!("stopped: {reason}"), Some(metrics)),
+        Outcome::Failed(_) => ("failed".to_owned(), None),
+    };
+    let mut lines = vec![format!(
+        "run {}/{}/{}: {state} (exit code {}) after {:.1} s",
+        run.entity(),
+        run.project(),
+        run.id(),
+        end.exit_code,
+        elapsed.as_secs_f64()
+    )];
+    let number = |metrics: &Row, key: &str| metrics.get(key).and_then(Value::as_f64);
+    if let Some(metrics) = metrics {
+        if let Some(steps) = metrics.get("train/steps") {
+            lines.push(format!("  steps         {steps}"));
+        }
+        for key in ["train/loss", "val/loss"] {
+            if let Some(value) = number(metrics, key) {
+                lines.push(format!("  {key:<12}  {value:.4}"));
+            }
+        }
+        if let (Some(loss), Some(step)) =
+            (number(metrics, "best/val_loss"), metrics.get("best/step"))
+        {
+            lines.push(format!("  best/val_loss {loss:.4} at step {step}"));
+        }
+    }
+    if let Some(err) = &end.finish_error {
+        lines.push(format!("  warning: {err:#}"));
+    }
+    lines.push(format!("  stored in     the {}", connection.backend));
+    lines.push(format!(
+        "  look          mlwf results summary --run {}",
+        run.id()
+    ));
+    eprintln!("{}", lines.join("\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_artifact_names_are_safe() {
+        assert_eq!(
+            dataset_artifact_name("synthetic-addition:3"),
+            "dataset-synthetic-addition-3"
+        );
+        assert_eq!(
+            dataset_artifact_name("file:/data/my text.txt"),
+            "dataset-file--data-my-text.txt"
+        );
+        assert_eq!(dataset_artifact_name("shakespeare"), "dataset-shakespeare");
+    }
+
+    #[test]
+    fn faults_parse_or_say_what_they_take() {
+        assert_eq!(Fault::from_env(None).unwrap(), Fault::default());
+        let fault = Fault::from_env(Some("panic-at-step:7")).unwrap();
+        assert_eq!(fault.panic_at_step, Some(7));
+        assert!(Fault::from_env(Some("panic"))
+            .unwrap_err()
+            .to_string()
+            .contains("panic-at-step:N"));
+    }
+}
