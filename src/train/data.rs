@@ -162,11 +162,14 @@ impl SplitMix64 {
     }
 }
 
-/// Synthetic addition: lines `a+b=s\n` where `a` and `b` have at most `digits` digits and `s`
-/// is the sum zero-padded to `digits + 1` digits and written **least significant digit
-/// first** (`47+85=231` since 47 + 85 = 132). Reversed answers let a small model produce each
-/// digit from the operand digits and the carry it has just written, which it learns far faster
-/// than the usual order. Problems are distinct, so held-out lines are unseen problems.
+/// Synthetic addition: lines `a+b=s\n` where `a` and `b` are zero-padded to `digits` digits and
+/// `s` is the sum zero-padded to `digits + 1` digits and written **least significant digit
+/// first** (`47+85=231` since 47 + 85 = 132; `07+05=210`). Reversed answers let a small model
+/// produce each digit from the operand digits and the carry it has just written, and fixed-width
+/// operands keep every digit at a fixed distance from the `=`, which together a small model
+/// learns far faster than the usual unpadded, most-significant-first form. Prompts with shorter
+/// operands (`7+5=`) are still understood. Problems are distinct, so held-out lines are unseen
+/// problems.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Addition {
     pub digits: u32,
@@ -208,7 +211,9 @@ impl Addition {
         while (seen.len() as u64) < count {
             let (a, b) = (rng.below(range), rng.below(range));
             if seen.insert((a, b)) {
-                text.push_str(&format!("{a}+{b}={}\n", self.answer(a, b)));
+                let width = self.digits as usize;
+                let answer = self.answer(a, b);
+                text.push_str(&format!("{a:0width$}+{b:0width$}={answer}\n"));
             }
         }
         text
