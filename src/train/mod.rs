@@ -1,10 +1,12 @@
-//! The trainer: a GPT-style model on a backend trait (CPU reference on ndarray; CUDA later),
-//! its data, config, optimizer and W&B tracking.
+//! The trainer: a GPT-style model on a backend trait (CPU reference on ndarray, CUDA kernels on
+//! cudarc), its data, config, optimizer and W&B tracking.
 
 pub mod backend;
 pub mod config;
 pub mod cpu;
+pub mod cuda;
 pub mod data;
+pub mod device;
 pub mod model;
 pub mod optim;
 pub mod tracking;

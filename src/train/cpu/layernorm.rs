@@ -12,7 +12,7 @@ const ROWS_PER_TASK: usize = 16;
 const CHANNELS_PER_TASK: usize = 64;
 
 /// Checks `[rows, C]` tensors, `[C]` tensors, and the `[rows]` statistics.
-fn check(
+pub(crate) fn check(
     rows: usize,
     c: usize,
     row_tensors: &[(&str, usize)],
