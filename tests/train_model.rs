@@ -508,7 +508,8 @@ fn scale_and_sum_squares<B: Backend>(be: &B) {
     );
 }
 
-/// One `#[test]` per op check, run on the backend `$backend`.
+/// One `#[test]` per op check, run on the backend `$backend` (an expression, which may `return`
+/// to skip the test).
 macro_rules! op_tests {
     ($backend:expr; $($check:ident),* $(,)?) => {
         $(
@@ -520,8 +521,10 @@ macro_rules! op_tests {
     };
 }
 
-/// Laid out like the source: `crate::train::{cpu, model, optim}`.
+/// Laid out like the source: `crate::train::{cpu, cuda, model, optim}`.
 mod train {
+    mod cuda;
+
     mod cpu {
         use crate::*;
 
