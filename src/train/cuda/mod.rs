@@ -131,24 +131,26 @@ impl CudaBackend {
         &self.gpu.facts
     }
 
-    /// The device facts a run records in its config.
+    /// The device facts a run records in its config, with the keys of the CPU run's
+    /// (`backend`, `device.resolved`) and the GPU's under `device.`.
     pub fn facts(&self) -> Map<String, Value> {
         let f = &self.gpu.facts;
         let mut map = Map::new();
+        map.insert("backend".into(), json!("cuda"));
         for (key, value) in [
-            ("device", json!(format!("cuda:{}", f.ordinal))),
+            ("resolved", json!(format!("cuda:{}", f.ordinal))),
             ("gpu_name", json!(f.name)),
             ("gpu_memory_bytes", json!(f.total_memory_bytes)),
             (
-                "gpu_compute_capability",
+                "compute_capability",
                 json!(format!("{}.{}", f.arch.major, f.arch.minor)),
             ),
-            ("gpu_multiprocessors", json!(f.multiprocessors)),
+            ("multiprocessors", json!(f.multiprocessors)),
             ("cuda_driver_version", json!(f.driver_cuda_version)),
             ("nvrtc_version", json!(f.nvrtc_version)),
             ("precision", json!(self.precision.to_string())),
         ] {
-            map.insert(key.to_string(), value);
+            map.insert(format!("device.{key}"), value);
         }
         map
     }
