@@ -19,45 +19,43 @@ typedef unsigned long long u64;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
          i += (size_t)gridDim.x * blockDim.x)
 
-template <typename T>
-__device__ __forceinline__ T warp_sum(T x) {
+struct Sum {
+    template <typename T>
+    __device__ __forceinline__ T operator()(T a, T b) const { return a + b; }
+};
+struct Max {
+    __device__ __forceinline__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+// Reduces over a warp with butterfly shuffles; every lane gets the result.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_reduce(T x, Op op) {
     for (int offset = WARP / 2; offset > 0; offset >>= 1) {
-        x += __shfl_xor_sync(FULL_MASK, x, offset);
+        x = op(x, __shfl_xor_sync(FULL_MASK, x, offset));
     }
     return x;
 }
 
-__device__ __forceinline__ float warp_max(float x) {
-    for (int offset = WARP / 2; offset > 0; offset >>= 1) {
-        x = fmaxf(x, __shfl_xor_sync(FULL_MASK, x, offset));
-    }
-    return x;
-}
-
-// Sum over a 1-D block (blockDim.x a multiple of 32); every thread gets the result. The first
+// Reduces over a 1-D block (blockDim.x a multiple of 32); every thread gets the result. The first
 // barrier lets a previous call's readers finish with `partial` before it is overwritten.
-template <typename T>
-__device__ T block_sum(T x) {
+template <typename T, typename Op>
+__device__ T block_reduce(T x, T identity, Op op) {
     __shared__ T partial[32];
     const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    x = warp_sum(x);
+    x = warp_reduce(x, op);
     __syncthreads();
     if (lane == 0) partial[warp] = x;
     __syncthreads();
-    x = lane < blockDim.x / WARP ? partial[lane] : (T)0;
-    return warp_sum(x);
+    x = lane < blockDim.x / WARP ? partial[lane] : identity;
+    return warp_reduce(x, op);
 }
 
-__device__ float block_max(float x) {
-    __shared__ float partial[32];
-    const int lane = threadIdx.x % WARP, warp = threadIdx.x / WARP;
-    x = warp_max(x);
-    __syncthreads();
-    if (lane == 0) partial[warp] = x;
-    __syncthreads();
-    x = lane < blockDim.x / WARP ? partial[lane] : -INFINITY;
-    return warp_max(x);
-}
+template <typename T>
+__device__ __forceinline__ T warp_sum(T x) { return warp_reduce(x, Sum()); }
+__device__ __forceinline__ float warp_max(float x) { return warp_reduce(x, Max()); }
+template <typename T>
+__device__ __forceinline__ T block_sum(T x) { return block_reduce(x, (T)0, Sum()); }
+__device__ __forceinline__ float block_max(float x) { return block_reduce(x, -INFINITY, Max()); }
 
 // Column reductions (a bias gradient, LayerNorm's parameter gradients) run on 32 x COL_ROWS
 // blocks: threadIdx.x picks a column, so a warp reads 32 adjacent floats of a row, and

@@ -521,15 +521,11 @@ macro_rules! op_tests {
     };
 }
 
-/// Laid out like the source: `crate::train::{cpu, cuda, model, optim}`.
-mod train {
-    mod cuda;
-
-    mod cpu {
-        use crate::*;
-
+/// Every op check, one `#[test]` each, on the backend `$backend`.
+macro_rules! all_op_tests {
+    ($backend:expr) => {
         op_tests!(
-            CpuBackend::new();
+            $backend;
             embedding_gradcheck,
             layernorm_gradcheck,
             matmul_gradcheck,
@@ -541,6 +537,17 @@ mod train {
             adamw_matches_hand_computation,
             scale_and_sum_squares,
         );
+    };
+}
+
+/// Laid out like the source: `crate::train::{cpu, cuda, model, optim}`.
+mod train {
+    mod cuda;
+
+    mod cpu {
+        use crate::*;
+
+        all_op_tests!(CpuBackend::new());
 
         #[test]
         fn ops_reject_mismatched_shapes() {

@@ -53,7 +53,7 @@ impl View {
 /// Which zeros of a causal product the kernel may skip (`TRI_*` in `matmul.cu`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tri {
-    None = 0,
+    Dense = 0,
     /// Only `C(m, n)` with `n <= m` is read afterwards.
     COnlyLower = 1,
     /// `A(m, k) = 0` for `k > m`.
@@ -125,7 +125,7 @@ impl Gemm {
             inner: 1,
             alpha: 1.0,
             beta: 0.0,
-            tri: Tri::None,
+            tri: Tri::Dense,
         }
     }
 

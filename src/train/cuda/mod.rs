@@ -304,19 +304,8 @@ impl Backend for CudaBackend {
         rows: usize,
         c: usize,
     ) -> Result<()> {
-        layernorm::check(
-            rows,
-            c,
-            &[
-                ("layernorm output", out.len()),
-                ("layernorm input", inp.len()),
-            ],
-            &[
-                ("layernorm weight", weight.len()),
-                ("layernorm bias", bias.len()),
-            ],
-            (mean.len(), rstd.len()),
-        )?;
+        let outputs = [&*out, &*mean, &*rstd].map(CudaSlice::len);
+        layernorm::check_forward(rows, c, outputs, [inp, weight, bias].map(CudaSlice::len))?;
         let (r, c) = (dim(rows)?, dim(c)?);
         launch!(
             self,
@@ -346,21 +335,9 @@ impl Backend for CudaBackend {
         rows: usize,
         c: usize,
     ) -> Result<()> {
-        layernorm::check(
-            rows,
-            c,
-            &[
-                ("layernorm input gradient", dinp.len()),
-                ("layernorm output gradient", dout.len()),
-                ("layernorm input", inp.len()),
-            ],
-            &[
-                ("layernorm weight gradient", dweight.len()),
-                ("layernorm bias gradient", dbias.len()),
-                ("layernorm weight", weight.len()),
-            ],
-            (mean.len(), rstd.len()),
-        )?;
+        let grads = [&*dinp, &*dweight, &*dbias].map(CudaSlice::len);
+        let inputs = [dout, inp, weight, mean, rstd].map(CudaSlice::len);
+        layernorm::check_backward(rows, c, grads, inputs)?;
         let (r, c32) = (dim(rows)?, dim(c)?);
         launch!(
             self,
