@@ -54,6 +54,18 @@ use crate::train::cpu::{
 use crate::train::device::Precision;
 use context::Gpu;
 
+/// The config keys of [`CudaBackend::facts`] beyond a CPU run's `backend` and `device.resolved`.
+/// Recorded, not settable: a Launch config copied from a GPU run skips them.
+pub const FACT_KEYS: [&str; 7] = [
+    "device.gpu_name",
+    "device.gpu_memory_bytes",
+    "device.compute_capability",
+    "device.multiprocessors",
+    "device.cuda_driver_version",
+    "device.nvrtc_version",
+    "device.precision",
+];
+
 /// Token ids on the device, with the largest one kept on the host for the vocabulary checks.
 pub struct CudaIds {
     buf: CudaSlice<u32>,
@@ -131,27 +143,27 @@ impl CudaBackend {
         &self.gpu.facts
     }
 
-    /// The device facts a run records in its config, with the keys of the CPU run's
-    /// (`backend`, `device.resolved`) and the GPU's under `device.`.
+    /// The device facts a run records in its config: the keys of a CPU run's (`backend`,
+    /// `device.resolved`) and the GPU's ([`FACT_KEYS`]).
     pub fn facts(&self) -> Map<String, Value> {
         let f = &self.gpu.facts;
-        let mut map = Map::new();
-        map.insert("backend".into(), json!("cuda"));
-        for (key, value) in [
-            ("resolved", json!(format!("cuda:{}", f.ordinal))),
-            ("gpu_name", json!(f.name)),
-            ("gpu_memory_bytes", json!(f.total_memory_bytes)),
+        let mut map = Map::from_iter([
+            ("backend".to_owned(), json!("cuda")),
             (
-                "compute_capability",
-                json!(format!("{}.{}", f.arch.major, f.arch.minor)),
+                "device.resolved".to_owned(),
+                json!(format!("cuda:{}", f.ordinal)),
             ),
-            ("multiprocessors", json!(f.multiprocessors)),
-            ("cuda_driver_version", json!(f.driver_cuda_version)),
-            ("nvrtc_version", json!(f.nvrtc_version)),
-            ("precision", json!(self.precision.to_string())),
-        ] {
-            map.insert(format!("device.{key}"), value);
-        }
+        ]);
+        let values = [
+            json!(f.name),
+            json!(f.total_memory_bytes),
+            json!(format!("{}.{}", f.arch.major, f.arch.minor)),
+            json!(f.multiprocessors),
+            json!(f.driver_cuda_version),
+            json!(f.nvrtc_version),
+            json!(self.precision.to_string()),
+        ];
+        map.extend(FACT_KEYS.map(str::to_owned).into_iter().zip(values));
         map
     }
 
