@@ -47,6 +47,7 @@ impl fmt::Display for Precision {
 }
 
 /// The backend a run trains on.
+#[allow(clippy::large_enum_variant)] // one per run, moved once into the model: no box needed
 pub enum Selected {
     /// `why` is the one line explaining why `auto` fell back to the CPU; `None` when the CPU
     /// was asked for.
