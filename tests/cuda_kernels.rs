@@ -190,6 +190,7 @@ fn a_broken_kernel_fails_with_the_compiler_log() {
         file: "broken.cu",
         source: "extern \"C\" __global__ void broken(float* x) {\n    x[0] = not_declared;\n}\n",
         entries: &["broken"],
+        layout_checks: None,
     };
     let err = format!("{:#}", tc.nvrtc.compile(&broken, ARCHS[1]).unwrap_err());
     assert!(

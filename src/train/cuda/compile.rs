@@ -20,6 +20,9 @@ pub struct KernelSource {
     pub file: &'static str,
     pub source: &'static str,
     pub entries: &'static [&'static str],
+    /// Compile-time checks appended to the source: `static_assert`s that a parameter struct
+    /// matches its Rust mirror, so a mismatch fails the compile instead of a launch.
+    pub layout_checks: Option<fn() -> String>,
 }
 
 /// Definitions every kernel file uses (reductions, index loops); prepended to each.
@@ -27,10 +30,14 @@ pub const PRELUDE: &str = include_str!("../../../kernels/common.cuh");
 
 macro_rules! kernel {
     ($file:literal, [$($entry:literal),* $(,)?]) => {
+        kernel!($file, [$($entry),*], None)
+    };
+    ($file:literal, [$($entry:literal),* $(,)?], $checks:expr) => {
         KernelSource {
             file: $file,
             source: include_str!(concat!("../../../kernels/", $file)),
             entries: &[$($entry),*],
+            layout_checks: $checks,
         }
     };
 }
@@ -48,7 +55,8 @@ pub const KERNELS: [KernelSource; 10] = [
     ),
     kernel!(
         "matmul.cu",
-        ["gemm_fp32", "gemm_tf32", "gemm_bf16", "bias_backward"]
+        ["gemm_fp32", "gemm_tf32", "gemm_bf16", "bias_backward"],
+        Some(super::matmul::layout_checks)
     ),
     kernel!(
         "attention.cu",
@@ -79,8 +87,9 @@ impl KernelSource {
     /// The text NVRTC compiles: the prelude, then the file, with a `#line` marker so that
     /// messages about the file name its own lines.
     pub fn full_source(&self) -> String {
+        let checks = self.layout_checks.map(|f| f()).unwrap_or_default();
         format!(
-            "#line 1 \"common.cuh\"\n{PRELUDE}\n#line 1 \"{}\"\n{}",
+            "#line 1 \"common.cuh\"\n{PRELUDE}\n#line 1 \"{}\"\n{}\n{checks}",
             self.file, self.source
         )
     }

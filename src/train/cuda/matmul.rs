@@ -93,6 +93,17 @@ struct GemmParams {
 // SAFETY: plain old data with the C layout of the kernel's struct.
 unsafe impl DeviceRepr for GemmParams {}
 
+/// A `static_assert`, compiled with `matmul.cu`, that `struct Gemm` there has the size of
+/// [`GemmParams`]: a field added on one side only fails every compile, the CI's included. (NVRTC
+/// has no `offsetof` to check the order with; the GPU parity tests catch a swap.)
+pub(super) fn layout_checks() -> String {
+    format!(
+        "static_assert(sizeof(Gemm) == {}, \"struct Gemm differs from GemmParams in \
+         src/train/cuda/matmul.rs\");\n",
+        std::mem::size_of::<GemmParams>()
+    )
+}
+
 /// `C(m, n) = alpha·Σ_k A(m, k)·B(n, k) + beta·C(m, n) + bias[n]` over `outer × inner` batches.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Gemm {
