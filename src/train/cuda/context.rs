@@ -31,6 +31,25 @@ fn driver_version() -> Result<i32> {
     Ok(version)
 }
 
+/// Fails when NVRTC is newer than the driver: its PTX would use an ISA version the driver's JIT
+/// does not know, and loading would fail with a less helpful code. `driver` is
+/// `cuDriverGetVersion`'s 1000·major + 10·minor.
+fn check_nvrtc_supported(nvrtc: (i32, i32), driver: i32) -> Result<()> {
+    let nvrtc_encoded = 1000 * nvrtc.0 + 10 * nvrtc.1;
+    if nvrtc_encoded > driver {
+        bail!(
+            "NVRTC {}.{} is newer than the driver, which supports CUDA {}: use an NVRTC no newer \
+             than that (put its lib directory first on LD_LIBRARY_PATH, or set {}) or update \
+             the driver",
+            nvrtc.0,
+            nvrtc.1,
+            cuda_version_string(driver),
+            super::compile::NVRTC_DIR_ENV,
+        );
+    }
+    Ok(())
+}
+
 /// What a run records about its GPU.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuFacts {
@@ -70,6 +89,8 @@ impl Gpu {
             bail!("there is no cuda:{ordinal}: the driver sees {count} GPU(s)");
         }
         let nvrtc = Nvrtc::load(None)?;
+        let driver_cuda = driver_version()?;
+        check_nvrtc_supported(nvrtc.version, driver_cuda)?;
         let ctx = CudaContext::new(ordinal).map_err(driver("creating a CUDA context"))?;
         // One stream orders every op, so cudarc's per-buffer events (which serialize access
         // across streams) are pure overhead. Buffers are only created after this.
@@ -99,7 +120,7 @@ impl Gpu {
             name,
             arch,
             multiprocessors,
-            driver_cuda_version: cuda_version_string(driver_version()?),
+            driver_cuda_version: cuda_version_string(driver_cuda),
             nvrtc_version: nvrtc.version_string(),
         };
         let functions = load_kernels(&ctx, &nvrtc, &facts)?;
@@ -152,4 +173,24 @@ fn load_kernels(
         }
     }
     Ok(functions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvrtc_newer_than_the_driver_is_a_clear_error() {
+        check_nvrtc_supported((12, 9), 13000).unwrap();
+        check_nvrtc_supported((13, 0), 13000).unwrap();
+        let err = check_nvrtc_supported((13, 1), 13000)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NVRTC 13.1 is newer than the driver, which supports CUDA 13.0"),
+            "{err}"
+        );
+        assert!(check_nvrtc_supported((12, 9), 12080).is_err());
+        assert_eq!(cuda_version_string(12090), "12.9");
+    }
 }
