@@ -98,11 +98,12 @@ fn dim(n: usize) -> Result<i32> {
     i32::try_from(n).with_context(|| format!("size {n} exceeds what the kernels index with int"))
 }
 
-/// The launch shape of the row kernels: a warp per row, 8 rows per block.
+/// The launch shape of the row kernels: a warp per row, 8 rows per block (at least one block:
+/// a launch of none is an error, and the kernels skip rows past the end).
 fn warp_rows(rows: usize) -> LaunchConfig {
     const ROWS_PER_BLOCK: usize = 8;
     LaunchConfig {
-        grid_dim: (rows.div_ceil(ROWS_PER_BLOCK) as u32, 1, 1),
+        grid_dim: (rows.div_ceil(ROWS_PER_BLOCK).max(1) as u32, 1, 1),
         block_dim: (32 * ROWS_PER_BLOCK as u32, 1, 1),
         shared_mem_bytes: 0,
     }
