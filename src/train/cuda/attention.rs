@@ -29,7 +29,8 @@ impl Layout {
         }
     }
 
-    /// Part `part` (0 q, 1 k, 2 v) of `qkv` as `X(t, i)`, batched over (batch, head).
+    /// Part `part` (0 q, 1 k, 2 v) of `qkv` (or of its gradient) as `X(t, i)`, batched over
+    /// (batch, head).
     fn qkv(&self, qkv: u64, part: usize) -> View {
         let row = 3 * self.c;
         View::strided(offset(qkv, part * self.c), row, 1).batched(self.t * row, self.hs)
@@ -127,13 +128,13 @@ impl CudaBackend {
         l: &Layout,
     ) -> Result<()> {
         let (t, hs) = (l.t, l.hs);
-        let (dq, dk, dv) = (dqkv, offset(dqkv, l.c), offset(dqkv, 2 * l.c));
-        let dq_view = |ptr| View::strided(ptr, 3 * l.c, 1).batched(t * 3 * l.c, hs);
+        // The gradients of q, k and v sit in dqkv where q, k and v sit in qkv.
+        let (dq, dk, dv) = (l.qkv(dqkv, 0), l.qkv(dqkv, 1), l.qkv(dqkv, 2));
         // dv(t2, i) += Σ_t1 att(t1, t2)·dy(t1, i); att(t1, t2) = 0 for t1 < t2.
         self.gemm(
             Gemm {
                 tri: Tri::AUpper,
-                ..l.gemm(l.scores_t(att), l.heads_t(dout), dq_view(dv), (t, hs, t))
+                ..l.gemm(l.scores_t(att), l.heads_t(dout), dv, (t, hs, t))
             }
             .accumulate(),
         )?;
@@ -157,7 +158,7 @@ impl CudaBackend {
         self.gemm(
             Gemm {
                 tri: Tri::ALower,
-                ..l.gemm(l.scores(datt), l.qkv_t(qkv, 1), dq_view(dq), (t, hs, t))
+                ..l.gemm(l.scores(datt), l.qkv_t(qkv, 1), dq, (t, hs, t))
             }
             .accumulate(),
         )?;
@@ -165,7 +166,7 @@ impl CudaBackend {
         self.gemm(
             Gemm {
                 tri: Tri::AUpper,
-                ..l.gemm(l.scores_t(datt), l.qkv_t(qkv, 0), dq_view(dk), (t, hs, t))
+                ..l.gemm(l.scores_t(datt), l.qkv_t(qkv, 0), dk, (t, hs, t))
             }
             .accumulate(),
         )
