@@ -495,3 +495,15 @@ fn precisions_parse_and_print() {
     let err = "fp16".parse::<Precision>().unwrap_err().to_string();
     assert!(err.contains("fp32, tf32 or bf16"), "{err}");
 }
+
+#[test]
+#[should_panic(expected = "element 2 is 3.01 on the GPU, 3 on the CPU")]
+fn parity_comparison_catches_a_difference() {
+    // The one part of the GPU checks that runs here: it must fail on a wrong element.
+    assert_close(
+        "probe",
+        &[1.0, 2.0, 3.01],
+        &[1.0, 2.0, 3.0],
+        tolerance(Precision::Bf16) / 10.0,
+    );
+}
