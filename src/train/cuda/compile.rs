@@ -134,14 +134,22 @@ fn preload(dir: &Path) -> Result<()> {
         })
         .collect();
     // The builtins first: libnvrtc looks for them as soon as it compiles.
-    found.sort_by_key(|path| !path.to_string_lossy().contains("builtins"));
-    ensure!(
-        found
-            .iter()
-            .any(|p| !p.to_string_lossy().contains("builtins")),
-        "no libnvrtc.so* in {}",
-        dir.display()
-    );
+    let is_builtins = |path: &PathBuf| path.to_string_lossy().contains("builtins");
+    found.sort_by_key(|path| !is_builtins(path));
+    // The loader hands the preloaded library to cudarc only under a name cudarc asks for.
+    let wanted = cudarc::get_lib_name_candidates("nvrtc");
+    let usable = |path: &&PathBuf| {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        wanted.iter().any(|w| w == name)
+    };
+    let Some(_) = found.iter().filter(|p| !is_builtins(p)).find(usable) else {
+        bail!(
+            "no libnvrtc in {} under a name cudarc loads (such as libnvrtc.so or \
+             libnvrtc.so.12); for another CUDA major version, put a libnvrtc.so link to it \
+             first on LD_LIBRARY_PATH instead",
+            dir.display()
+        );
+    };
     let mut libs = Vec::new();
     for path in &found {
         // SAFETY: loading NVRTC runs no initialization code with preconditions of ours.
