@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use cudarc::nvrtc::{self, CompileError, CompileOptions};
 use sha2::{Digest, Sha256};
 
@@ -138,18 +138,18 @@ fn preload(dir: &Path) -> Result<()> {
     found.sort_by_key(|path| !is_builtins(path));
     // The loader hands the preloaded library to cudarc only under a name cudarc asks for.
     let wanted = cudarc::get_lib_name_candidates("nvrtc");
-    let usable = |path: &&PathBuf| {
+    let usable = |path: &PathBuf| {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        wanted.iter().any(|w| w == name)
+        !is_builtins(path) && wanted.iter().any(|w| w == name)
     };
-    let Some(_) = found.iter().filter(|p| !is_builtins(p)).find(usable) else {
+    if !found.iter().any(usable) {
         bail!(
             "no libnvrtc in {} under a name cudarc loads (such as libnvrtc.so or \
              libnvrtc.so.12); for another CUDA major version, put a libnvrtc.so link to it \
              first on LD_LIBRARY_PATH instead",
             dir.display()
         );
-    };
+    }
     let mut libs = Vec::new();
     for path in &found {
         // SAFETY: loading NVRTC runs no initialization code with preconditions of ours.
