@@ -258,3 +258,17 @@ fn compiled_kernels_are_cached_by_source_arch_and_nvrtc_version() {
         ptx
     );
 }
+
+#[test]
+fn an_nvrtc_directory_without_nvrtc_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("libnvrtc.so.13"), "not a library").unwrap();
+    let err = format!("{:#}", Nvrtc::load(Some(dir.path())).unwrap_err());
+    assert!(
+        err.contains("under a name cudarc loads") && err.contains(&*dir.path().to_string_lossy()),
+        "{err}"
+    );
+    let missing = dir.path().join("missing");
+    let err = format!("{:#}", Nvrtc::load(Some(&missing)).unwrap_err());
+    assert!(err.contains("reading the NVRTC library directory"), "{err}");
+}
