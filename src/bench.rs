@@ -11,9 +11,10 @@ use crate::cli::{BenchLogArgs, BenchTrainArgs};
 use crate::sdk::official_sdk_command;
 use crate::server::{self, RunningServer, ServerOptions};
 use crate::train::backend::Backend;
-use crate::train::config::{Device, TrainConfig};
+use crate::train::config::TrainConfig;
 use crate::train::cpu::CpuBackend;
 use crate::train::data::{Batch, SplitMix64};
+use crate::train::device::{self, Selected};
 use crate::train::model::{Gpt, ModelConfig};
 use crate::train::optim::AdamW;
 use crate::train::trainer::train_step;
@@ -169,7 +170,12 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
     let batch_size = args.batch_size.unwrap_or(config.train.batch_size);
     let m = &config.model;
     let model = ModelConfig {
-        vocab_size: args.vocab,
+        // GPT-2's tokenizer for its shapes; Tiny Shakespeare's 65 characters otherwise.
+        vocab_size: args.vocab.unwrap_or(if args.preset == "gpt2-124m" {
+            50257
+        } else {
+            65
+        }),
         block_size: m.block_size,
         n_layer: m.n_layer,
         n_head: m.n_head,
@@ -180,12 +186,27 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
-    let speed = match args.device.parse::<Device>()? {
-        Device::Cpu | Device::Auto => {
-            time_train_steps(CpuBackend::new(), "cpu", model, &config, batch_size, &args)?
+    let precision = match &args.precision {
+        Some(text) => text.parse()?,
+        None => config.precision()?,
+    };
+    let speed = match device::select(&args.device.parse()?, precision)? {
+        Selected::Cpu { why } => {
+            if let Some(why) = why {
+                eprintln!("mlwf: {why}");
+            }
+            time_train_steps(
+                CpuBackend::new(),
+                "cpu".into(),
+                model,
+                &config,
+                batch_size,
+                &args,
+            )?
         }
-        Device::Cuda(ordinal) => {
-            bail!("--device cuda:{ordinal}: this build has no CUDA backend yet; use --device cpu")
+        Selected::Cuda(backend) => {
+            let name = format!("{} ({precision})", backend.gpu_facts().name);
+            time_train_steps(backend, name, model, &config, batch_size, &args)?
         }
     };
     if args.json {
@@ -210,7 +231,7 @@ pub fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
 
 fn time_train_steps<B: Backend>(
     backend: B,
-    device: &str,
+    device: String,
     model: ModelConfig,
     config: &TrainConfig,
     batch_size: usize,
@@ -257,7 +278,7 @@ fn time_train_steps<B: Backend>(
     let median = ms(times[times.len() / 2]);
     Ok(TrainSpeed {
         preset: args.preset.clone(),
-        device: device.to_owned(),
+        device,
         parameters: gpt.num_parameters(),
         batch_size,
         seq_len: seq,

@@ -132,12 +132,16 @@ pub struct BenchTrainArgs {
     /// Override the preset's batch size.
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Vocabulary size of the random tokens (65: Tiny Shakespeare's characters).
-    #[arg(long, default_value_t = 65)]
-    pub vocab: usize,
+    /// Vocabulary size of the random tokens (default: 50257 for gpt2-124m, else 65, Tiny
+    /// Shakespeare's characters).
+    #[arg(long)]
+    pub vocab: Option<usize>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     pub device: String,
+    /// GPU matmul precision, `fp32`, `tf32` or `bf16` (default: the preset's).
+    #[arg(long)]
+    pub precision: Option<String>,
     /// Print JSON for machines instead of text.
     #[arg(long)]
     pub json: bool,

@@ -508,7 +508,8 @@ fn scale_and_sum_squares<B: Backend>(be: &B) {
     );
 }
 
-/// One `#[test]` per op check, run on the backend `$backend`.
+/// One `#[test]` per op check, run on the backend `$backend` (an expression, which may `return`
+/// to skip the test).
 macro_rules! op_tests {
     ($backend:expr; $($check:ident),* $(,)?) => {
         $(
@@ -520,13 +521,11 @@ macro_rules! op_tests {
     };
 }
 
-/// Laid out like the source: `crate::train::{cpu, model, optim}`.
-mod train {
-    mod cpu {
-        use crate::*;
-
+/// Every op check, one `#[test]` each, on the backend `$backend`.
+macro_rules! all_op_tests {
+    ($backend:expr) => {
         op_tests!(
-            CpuBackend::new();
+            $backend;
             embedding_gradcheck,
             layernorm_gradcheck,
             matmul_gradcheck,
@@ -538,6 +537,17 @@ mod train {
             adamw_matches_hand_computation,
             scale_and_sum_squares,
         );
+    };
+}
+
+/// Laid out like the source: `crate::train::{cpu, cuda, model, optim}`.
+mod train {
+    mod cuda;
+
+    mod cpu {
+        use crate::*;
+
+        all_op_tests!(CpuBackend::new());
 
         #[test]
         fn ops_reject_mismatched_shapes() {

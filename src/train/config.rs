@@ -14,6 +14,8 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::train::cuda;
+use crate::train::device::Precision;
 use crate::wandb::{ArtifactRef, Row};
 
 /// The presets, by name.
@@ -21,7 +23,8 @@ pub const PRESETS: [&str; 3] = ["tiny", "shakespeare-char", "gpt2-124m"];
 pub const DEFAULT_PRESET: &str = "tiny";
 
 /// Run facts the trainer records in the W&B config next to the hyperparameters. They are not
-/// settable; a Launch config copied from an earlier run carries them, so Launch ignores them.
+/// settable; a Launch config copied from an earlier run carries them, so Launch ignores them
+/// (these, and a GPU run's `cuda::FACT_KEYS`).
 pub const RECORDED_KEYS: [&str; 15] = [
     "branch",
     "commit",
@@ -93,6 +96,8 @@ pub struct TrainSection {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     pub device: String,
+    /// The GPU matmuls' arithmetic: `fp32`, `tf32` or `bf16` (the CPU computes in f32).
+    pub precision: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -262,7 +267,9 @@ impl TrainConfig {
         }
         if let Some(launch) = launch_overrides(&env)? {
             for (key, value) in flatten(launch) {
-                if key.starts_with('_') || RECORDED_KEYS.contains(&key.as_str()) {
+                let recorded = RECORDED_KEYS.contains(&key.as_str())
+                    || cuda::FACT_KEYS.contains(&key.as_str());
+                if key.starts_with('_') || recorded {
                     continue;
                 }
                 config
@@ -403,6 +410,9 @@ impl TrainConfig {
         if let Err(err) = t.device.parse::<Device>() {
             need(false, format!("train.device: {err}"));
         }
+        if let Err(err) = t.precision.parse::<Precision>() {
+            need(false, format!("train.precision: {err}"));
+        }
         if let Err(err) = self.data.dataset.parse::<DatasetSpec>() {
             need(false, format!("data.dataset: {err:#}"));
         }
@@ -420,6 +430,10 @@ impl TrainConfig {
 
     pub fn device(&self) -> anyhow::Result<Device> {
         self.train.device.parse()
+    }
+
+    pub fn precision(&self) -> anyhow::Result<Precision> {
+        self.train.precision.parse()
     }
 
     pub fn dataset(&self) -> anyhow::Result<DatasetSpec> {
@@ -566,6 +580,7 @@ fn tiny() -> TrainConfig {
             sample_count: 16,
             seed: 1337,
             device: "auto".into(),
+            precision: "fp32".into(),
         },
         data: DataSection {
             dataset: "synthetic-addition".into(),
@@ -607,6 +622,7 @@ fn shakespeare_char() -> TrainConfig {
             sample_count: 8,
             seed: 1337,
             device: "auto".into(),
+            precision: "bf16".into(),
         },
         data: DataSection {
             dataset: "shakespeare".into(),
@@ -649,6 +665,7 @@ fn gpt2_124m() -> TrainConfig {
             sample_count: 4,
             seed: 1337,
             device: "auto".into(),
+            precision: "bf16".into(),
         },
         data: DataSection {
             dataset: "shakespeare".into(),
@@ -913,6 +930,9 @@ mod tests {
         assert_eq!("auto".parse::<Device>().unwrap(), Device::Auto);
         assert_eq!("cuda".parse::<Device>().unwrap().to_string(), "cuda:0");
         assert!("cuda:x".parse::<Device>().is_err());
+        assert!("fp16".parse::<Precision>().is_err());
+        let c = TrainConfig::load(Some("gpt2-124m"), None, &["precision=tf32".into()], no_env);
+        assert_eq!(c.unwrap().precision().unwrap(), Precision::Tf32);
     }
 
     #[test]

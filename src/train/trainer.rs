@@ -9,15 +9,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::backend::{self, BackendOptions, Connection, Purpose};
 use crate::cli::TrainArgs;
 use crate::train::backend::Backend;
-use crate::train::config::{DatasetSpec, Device, TrainConfig};
+use crate::train::config::{DatasetSpec, TrainConfig};
 use crate::train::cpu::CpuBackend;
 use crate::train::data::{self, Batch, BatchSampler, Dataset};
+use crate::train::device::{self, Selected};
 use crate::train::eval::{Evaluation, Evaluator};
 use crate::train::model::{Gpt, GradNorms, ModelConfig};
 use crate::train::optim::{lr_at, AdamW};
@@ -183,20 +184,38 @@ impl Setup<'_> {
         };
 
         let seed = config.train.seed;
-        match config.device()? {
-            Device::Cpu | Device::Auto => {
-                let facts = Row::from_iter([
-                    ("backend".to_owned(), json!("cpu")),
-                    ("device.resolved".to_owned(), json!("cpu")),
-                ]);
+        match device::select(&config.device()?, config.precision()?)? {
+            Selected::Cpu { why } => {
+                if let Some(why) = why {
+                    self.console.out(format!("mlwf: {why}"));
+                }
+                let placement = Placement {
+                    facts: Row::from_iter([
+                        ("backend".to_owned(), json!("cpu")),
+                        ("device.resolved".to_owned(), json!("cpu")),
+                    ]),
+                    metrics: Vec::new(),
+                };
                 let model = Gpt::new(model_config, CpuBackend::new(), seed)?;
-                let session = Session::new(self, model, dataset, resumed, checkpoints, facts);
+                let session = Session::new(self, model, dataset, resumed, checkpoints, placement);
                 session.await?.fit(cancel).await
             }
-            Device::Cuda(ordinal) => bail!(
-                "train.device is cuda:{ordinal}, but this build has no CUDA backend yet; use \
-                 --device cpu"
-            ),
+            Selected::Cuda(backend) => {
+                let facts = backend.facts();
+                self.console.out(format!(
+                    "mlwf: training on {} ({}, {} matmuls)",
+                    facts.get("device.resolved").unwrap_or(&Value::Null),
+                    backend.gpu_facts().name,
+                    backend.precision()
+                ));
+                let placement = Placement {
+                    facts,
+                    metrics: vec![Box::new(backend.metrics())],
+                };
+                let model = Gpt::new(model_config, backend, seed)?;
+                let session = Session::new(self, model, dataset, resumed, checkpoints, placement);
+                session.await?.fit(cancel).await
+            }
         }
     }
 
@@ -257,6 +276,12 @@ fn dataset_artifact_name(name: &str) -> String {
     format!("dataset-{}", safe.trim_matches('-'))
 }
 
+/// Where a run trains: the device's facts for the run config, and its system metrics.
+struct Placement {
+    facts: Row,
+    metrics: Vec<Box<dyn MetricSource>>,
+}
+
 /// A training run in progress on backend `B`.
 struct Session<'a, B: Backend> {
     setup: Setup<'a>,
@@ -283,11 +308,11 @@ impl<'a, B: Backend> Session<'a, B> {
         data: Dataset,
         resumed: Option<(ResumeFrom, Checkpoint)>,
         checkpoints: PathBuf,
-        device_facts: Row,
+        placement: Placement,
     ) -> Result<Session<'a, B>> {
         let config = &setup.config;
         let seed = config.train.seed;
-        let mut facts = device_facts;
+        let mut facts = placement.facts;
         facts.insert("param_count".into(), json!(model.num_parameters()));
         let mut sampler = BatchSampler::new(seed);
         let mut best = None;
@@ -307,7 +332,7 @@ impl<'a, B: Backend> Session<'a, B> {
             .config_update(facts.clone())
             .await
             .context("recording the device and model in the run config")?;
-        let system_metrics = start_system_metrics(&setup);
+        let system_metrics = start_system_metrics(&setup, placement.metrics);
         let evaluator = Evaluator::new(
             &data,
             seed,
@@ -623,9 +648,9 @@ pub fn train_step<B: Backend>(
     })
 }
 
-/// System metrics in the background: this process (CPU, memory) and the device's.
-fn start_system_metrics(setup: &Setup<'_>) -> Option<Sampler> {
-    let mut sources: Vec<Box<dyn MetricSource>> = Vec::new();
+/// System metrics in the background: this process (CPU, memory) and the device's (`device`).
+fn start_system_metrics(setup: &Setup<'_>, device: Vec<Box<dyn MetricSource>>) -> Option<Sampler> {
+    let mut sources = device;
     match ProcessMetrics::new() {
         Ok(process) => sources.push(Box::new(process)),
         Err(err) => setup

@@ -13,7 +13,7 @@ use super::{check_len, matrix, matrix_mut, strided};
 use crate::train::backend::Btc;
 
 /// The head geometry of one attention call.
-struct Heads {
+pub(crate) struct Heads {
     d: Btc,
     n_head: usize,
     /// Channels per head.
@@ -21,7 +21,7 @@ struct Heads {
 }
 
 impl Heads {
-    fn new(d: Btc, n_head: usize) -> Result<Self> {
+    pub(crate) fn new(d: Btc, n_head: usize) -> Result<Self> {
         ensure!(
             n_head > 0 && d.c.is_multiple_of(n_head),
             "{} channels do not split into {n_head} heads",
@@ -80,7 +80,7 @@ impl Heads {
             });
     }
 
-    fn check(&self, qkv: usize, out: usize, att: usize) -> Result<()> {
+    pub(crate) fn check(&self, qkv: usize, out: usize, att: usize) -> Result<()> {
         let Btc { b, t, .. } = self.d;
         check_len("attention qkv", qkv, 3 * self.d.numel())?;
         check_len("attention output", out, self.d.numel())?;

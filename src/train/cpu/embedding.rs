@@ -6,8 +6,14 @@ use rayon::prelude::*;
 use super::check_len;
 use crate::train::backend::Btc;
 
-/// Checks the shapes and token ids; returns the vocabulary size.
-fn check(ids: &[u32], wte_len: usize, wpe_len: usize, other_len: usize, d: Btc) -> Result<usize> {
+/// Checks the shapes; returns the vocabulary size.
+pub(crate) fn check_shapes(
+    ids_len: usize,
+    wte_len: usize,
+    wpe_len: usize,
+    other_len: usize,
+    d: Btc,
+) -> Result<usize> {
     ensure!(
         d.c > 0 && wte_len.is_multiple_of(d.c),
         "token embedding of {wte_len} elements is not a whole number of {}-wide rows",
@@ -18,9 +24,14 @@ fn check(ids: &[u32], wte_len: usize, wpe_len: usize, other_len: usize, d: Btc) 
         "position embedding of {wpe_len} elements has fewer than {} positions",
         d.t
     );
-    check_len("token ids", ids.len(), d.rows())?;
+    check_len("token ids", ids_len, d.rows())?;
     check_len("embedding activation", other_len, d.numel())?;
-    let vocab = wte_len / d.c;
+    Ok(wte_len / d.c)
+}
+
+/// Checks the shapes and token ids; returns the vocabulary size.
+fn check(ids: &[u32], wte_len: usize, wpe_len: usize, other_len: usize, d: Btc) -> Result<usize> {
+    let vocab = check_shapes(ids.len(), wte_len, wpe_len, other_len, d)?;
     if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
         anyhow::bail!("token id {id} at position {i} is outside the vocabulary of {vocab}");
     }

@@ -29,6 +29,47 @@ fn check(
     check_len("layernorm rstd", rstd, rows)
 }
 
+/// Checks a forward call, given the lengths of `[out, mean, rstd]` and `[inp, weight, bias]`.
+pub(crate) fn check_forward(
+    rows: usize,
+    c: usize,
+    [out, mean, rstd]: [usize; 3],
+    [inp, weight, bias]: [usize; 3],
+) -> Result<()> {
+    check(
+        rows,
+        c,
+        &[("layernorm output", out), ("layernorm input", inp)],
+        &[("layernorm weight", weight), ("layernorm bias", bias)],
+        (mean, rstd),
+    )
+}
+
+/// Checks a backward call, given the lengths of `[dinp, dweight, dbias]` and
+/// `[dout, inp, weight, mean, rstd]`.
+pub(crate) fn check_backward(
+    rows: usize,
+    c: usize,
+    [dinp, dweight, dbias]: [usize; 3],
+    [dout, inp, weight, mean, rstd]: [usize; 5],
+) -> Result<()> {
+    check(
+        rows,
+        c,
+        &[
+            ("layernorm input gradient", dinp),
+            ("layernorm output gradient", dout),
+            ("layernorm input", inp),
+        ],
+        &[
+            ("layernorm weight gradient", dweight),
+            ("layernorm bias gradient", dbias),
+            ("layernorm weight", weight),
+        ],
+        (mean, rstd),
+    )
+}
+
 #[allow(clippy::too_many_arguments)] // one argument per tensor, as in the Backend trait
 pub fn forward(
     out: &mut [f32],
@@ -40,19 +81,8 @@ pub fn forward(
     rows: usize,
     c: usize,
 ) -> Result<()> {
-    check(
-        rows,
-        c,
-        &[
-            ("layernorm output", out.len()),
-            ("layernorm input", inp.len()),
-        ],
-        &[
-            ("layernorm weight", weight.len()),
-            ("layernorm bias", bias.len()),
-        ],
-        (mean.len(), rstd.len()),
-    )?;
+    let lens = [&*out, &*mean, &*rstd].map(<[f32]>::len);
+    check_forward(rows, c, lens, [inp, weight, bias].map(<[f32]>::len))?;
     out.par_chunks_mut(c)
         .zip(inp.par_chunks(c))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
@@ -83,21 +113,9 @@ pub fn backward(
     rows: usize,
     c: usize,
 ) -> Result<()> {
-    check(
-        rows,
-        c,
-        &[
-            ("layernorm input gradient", dinp.len()),
-            ("layernorm output gradient", dout.len()),
-            ("layernorm input", inp.len()),
-        ],
-        &[
-            ("layernorm weight gradient", dweight.len()),
-            ("layernorm bias gradient", dbias.len()),
-            ("layernorm weight", weight.len()),
-        ],
-        (mean.len(), rstd.len()),
-    )?;
+    let grads = [&*dinp, &*dweight, &*dbias].map(<[f32]>::len);
+    let inputs = [dout, inp, weight, mean, rstd].map(<[f32]>::len);
+    check_backward(rows, c, grads, inputs)?;
 
     // Input gradient, row by row: with n the normalized input and g = dout·weight,
     // dx = rstd · (g - mean(g) - n · mean(g·n)).

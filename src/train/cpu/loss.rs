@@ -8,6 +8,19 @@ use super::check_len;
 /// Rows per rayon task; a row is a whole vocabulary, so a few rows already make a task.
 const ROWS_PER_TASK: usize = 4;
 
+/// Checks the lengths of the tensors: `(losses, dlogits, logits, targets)`.
+pub(crate) fn check(
+    (losses, dlogits, logits, targets): (usize, usize, usize, usize),
+    rows: usize,
+    vocab: usize,
+) -> Result<()> {
+    ensure!(vocab > 0, "cross-entropy over an empty vocabulary");
+    check_len("logits", logits, rows * vocab)?;
+    check_len("logit gradient", dlogits, rows * vocab)?;
+    check_len("losses", losses, rows)?;
+    check_len("targets", targets, rows)
+}
+
 pub fn softmax_cross_entropy(
     losses: &mut [f32],
     dlogits: &mut [f32],
@@ -17,11 +30,8 @@ pub fn softmax_cross_entropy(
     vocab: usize,
     grad_scale: f32,
 ) -> Result<()> {
-    ensure!(vocab > 0, "cross-entropy over an empty vocabulary");
-    check_len("logits", logits.len(), rows * vocab)?;
-    check_len("logit gradient", dlogits.len(), rows * vocab)?;
-    check_len("losses", losses.len(), rows)?;
-    check_len("targets", targets.len(), rows)?;
+    let lens = (losses.len(), dlogits.len(), logits.len(), targets.len());
+    check(lens, rows, vocab)?;
     if let Some((i, &t)) = targets
         .iter()
         .enumerate()

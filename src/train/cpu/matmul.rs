@@ -12,7 +12,7 @@ use crate::train::backend::Linear;
 /// the full reduction axis, so splitting never changes a sum's order.
 const ROWS_PER_TASK: usize = 64;
 
-fn check(d: Linear, inp: usize, weight: usize, out: usize) -> Result<()> {
+pub(crate) fn check(d: Linear, inp: usize, weight: usize, out: usize) -> Result<()> {
     anyhow::ensure!(
         d.in_features > 0 && d.out_features > 0,
         "a linear layer needs at least one input and one output feature"

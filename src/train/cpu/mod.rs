@@ -9,12 +9,14 @@
 //! on the thread count, and every float sum runs inside one piece (or over pieces' results in a
 //! fixed order), so results are bit-identical however many threads run.
 
-mod attention;
+// The shape checks of attention, embedding, layernorm, loss and matmul are shared with the
+// CUDA backend, so both reject the same bad calls with the same messages.
+pub(crate) mod attention;
 mod elementwise;
-mod embedding;
-mod layernorm;
-mod loss;
-mod matmul;
+pub(crate) mod embedding;
+pub(crate) mod layernorm;
+pub(crate) mod loss;
+pub(crate) mod matmul;
 
 use anyhow::{ensure, Result};
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
@@ -32,7 +34,7 @@ impl CpuBackend {
 }
 
 /// Fails unless tensor `what` holds exactly `expected` elements.
-fn check_len(what: &str, len: usize, expected: usize) -> Result<()> {
+pub(crate) fn check_len(what: &str, len: usize, expected: usize) -> Result<()> {
     ensure!(
         len == expected,
         "{what} has {len} elements where {expected} were expected"
