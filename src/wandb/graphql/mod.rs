@@ -94,6 +94,10 @@ pub const RUN_CONSOLE_LOG_TAIL: Operation = Operation {
     name: "RunConsoleLogTail",
     document: include_str!("run_console_log_tail.graphql"),
 };
+pub const RUN_EXIT_CODE: Operation = Operation {
+    name: "RunExitCode",
+    document: include_str!("run_exit_code.graphql"),
+};
 
 /// Every operation the client can send.
 pub const ALL: &[Operation] = &[
@@ -116,4 +120,5 @@ pub const ALL: &[Operation] = &[
     HISTORY_PAGE,
     RUN_FILES,
     RUN_CONSOLE_LOG_TAIL,
+    RUN_EXIT_CODE,
 ];
