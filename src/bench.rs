@@ -80,7 +80,15 @@ async fn analyze_cases(
         ui_url: server.base_url().to_owned(),
     };
     for seed in 0..3 {
-        let base = SyntheticRun::finished(&format!("base{seed}"), "main", "c0ffee", seed, 1.0 + 0.01 * seed as f64);
+        let mut base = SyntheticRun::finished(
+            &format!("base{seed}"),
+            "main",
+            "c0ffee",
+            seed,
+            1.0 + 0.01 * seed as f64,
+        );
+        // Only the run under test is to be reported.
+        base.tags = vec![crate::analyze::REPORTED_TAG.to_owned()];
         synthetic::log_run(&client, &entity, "bench", &base).await?;
     }
     let github = FakeGitHub::start("bench", "repo", TOKEN).await?;
@@ -99,7 +107,13 @@ async fn analyze_cases(
             let branch = format!("bench/{pr}");
             let id = format!("run{pr:05}");
             let spec = if failed {
-                SyntheticRun::failed(&id, &branch, 60, 1, &["step 50 train/loss nan", "error: loss is NaN at step 60"])
+                SyntheticRun::failed(
+                    &id,
+                    &branch,
+                    60,
+                    1,
+                    &["step 50 train/loss nan", "error: loss is NaN at step 60"],
+                )
             } else {
                 SyntheticRun::finished(&id, &branch, "beef", 7, 0.8)
             };

@@ -56,7 +56,10 @@ pub fn chart(key: &str, run: &[(f64, f64)], baseline: &[(f64, f64)]) -> Option<S
     let mut text = String::from("xychart-beta\n");
     let title = key.replace('"', "'");
     let _ = writeln!(text, "    title \"{title}\"");
-    let steps: Vec<String> = grid.iter().map(|x| format!("{}", x.round() as i64)).collect();
+    let steps: Vec<String> = grid
+        .iter()
+        .map(|x| format!("{}", x.round() as i64))
+        .collect();
     let _ = writeln!(text, "    x-axis \"step\" [{}]", steps.join(", "));
     let _ = writeln!(
         text,

@@ -62,7 +62,10 @@ fn encode_meta(meta: &SectionMeta) -> String {
 /// first.
 pub fn merge(existing: &[&str], new: &[Section]) -> Vec<Section> {
     let mut merged: Vec<Section> = Vec::new();
-    let incoming = existing.iter().flat_map(|body| parse(body)).chain(new.iter().cloned());
+    let incoming = existing
+        .iter()
+        .flat_map(|body| parse(body))
+        .chain(new.iter().cloned());
     for section in incoming {
         match merged.iter_mut().find(|s| s.meta.id == section.meta.id) {
             Some(current) => {
@@ -73,9 +76,7 @@ pub fn merge(existing: &[&str], new: &[Section]) -> Vec<Section> {
             None => merged.push(section),
         }
     }
-    merged.sort_by(|a, b| {
-        (b.meta.created, &b.meta.id).cmp(&(a.meta.created, &a.meta.id))
-    });
+    merged.sort_by(|a, b| (b.meta.created, &b.meta.id).cmp(&(a.meta.created, &a.meta.id)));
     merged.truncate(MAX_RUNS);
     merged
 }
@@ -101,7 +102,12 @@ pub fn render(sections: &[Section]) -> String {
             return body;
         }
         // Stub the oldest section that still has details, else drop the oldest run.
-        if let Some(section) = sections.iter_mut().skip(1).rev().find(|s| !is_stub(&s.body)) {
+        if let Some(section) = sections
+            .iter_mut()
+            .skip(1)
+            .rev()
+            .find(|s| !is_stub(&s.body))
+        {
             section.body = stub();
         } else if sections.len() > 1 {
             sections.pop();
@@ -196,7 +202,10 @@ mod tests {
 
     #[test]
     fn render_and_parse_round_trip() {
-        let sections = vec![section("b", 2, "finished:2:10", "B body"), section("a", 1, "finished:1:5", "A body")];
+        let sections = vec![
+            section("b", 2, "finished:2:10", "B body"),
+            section("a", 1, "finished:1:5", "A body"),
+        ];
         let body = render(&sections);
         assert!(body.starts_with(MARKER));
         assert_eq!(parse(&body), sections);
@@ -210,7 +219,10 @@ mod tests {
         let posted = render(&[section("a", 1, "finished:5:10", "A v2")]);
         let merged = merge(
             &[&posted],
-            &[section("a", 1, "finished:4:9", "A v1"), section("b", 3, "failed:9:1", "B")],
+            &[
+                section("a", 1, "finished:4:9", "A v1"),
+                section("b", 3, "failed:9:1", "B"),
+            ],
         );
         let ids: Vec<&str> = merged.iter().map(|s| s.meta.id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
@@ -223,7 +235,10 @@ mod tests {
     fn duplicates_fold_into_one_list() {
         let one = render(&[section("a", 1, "x:1:1", "A")]);
         let two = render(&[section("b", 2, "x:1:1", "B")]);
-        let ids: Vec<String> = merge(&[&one, &two], &[]).into_iter().map(|s| s.meta.id).collect();
+        let ids: Vec<String> = merge(&[&one, &two], &[])
+            .into_iter()
+            .map(|s| s.meta.id)
+            .collect();
         assert_eq!(ids, ["b", "a"]);
     }
 

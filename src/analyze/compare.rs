@@ -21,7 +21,15 @@ impl Direction {
     pub fn guess(key: &str) -> Option<Direction> {
         let key = key.to_ascii_lowercase();
         let any = |words: &[&str]| words.iter().any(|w| key.contains(w));
-        if any(&["loss", "error", "perplexity", "_ms", "latency", "time", "nll"]) {
+        if any(&[
+            "loss",
+            "error",
+            "perplexity",
+            "_ms",
+            "latency",
+            "time",
+            "nll",
+        ]) {
             Some(Direction::Lower)
         } else if any(&["acc", "tokens_per_sec", "throughput", "f1", "bleu", "score"]) {
             Some(Direction::Higher)
@@ -90,8 +98,16 @@ impl Verdict {
 
 /// Every label mlwf manages: name, colour, description.
 pub const LABELS: &[(&str, &str, &str)] = &[
-    ("mlwf:better", "2da44e", "mlwf: the latest run beats the baseline"),
-    ("mlwf:worse", "cf222e", "mlwf: the latest run is worse than the baseline"),
+    (
+        "mlwf:better",
+        "2da44e",
+        "mlwf: the latest run beats the baseline",
+    ),
+    (
+        "mlwf:worse",
+        "cf222e",
+        "mlwf: the latest run is worse than the baseline",
+    ),
     ("mlwf:failed", "6e7781", "mlwf: the latest run failed"),
 ];
 
@@ -303,7 +319,10 @@ mod tests {
         };
         let run = row(json!({"val/accuracy": 0.9}));
         assert_eq!(compare(&run, &[0.8], &higher).verdict, Verdict::Better);
-        assert_eq!(compare(&run, &[0.88], &higher).verdict, Verdict::WithinNoise);
+        assert_eq!(
+            compare(&run, &[0.88], &higher).verdict,
+            Verdict::WithinNoise
+        );
         assert_eq!(compare(&run, &[], &higher).verdict, Verdict::NoBaseline);
         let missing = compare(&row(json!({"val/accuracy": "NaN"})), &[0.8], &higher);
         assert_eq!(missing.verdict, Verdict::NoMetric);
@@ -311,14 +330,22 @@ mod tests {
 
     #[test]
     fn metric_rows_flag_regressions_in_each_metrics_direction() {
-        let run = row(json!({"val/loss": 1.0, "val/accuracy": 0.5, "train/tokens_per_sec": 900.0,
-            "_step": 10, "note": "x", "only_run": 1}));
-        let base = row(json!({"val/loss": 1.1, "val/accuracy": 0.7, "train/tokens_per_sec": 1000.0}));
+        let run = row(
+            json!({"val/loss": 1.0, "val/accuracy": 0.5, "train/tokens_per_sec": 900.0,
+            "_step": 10, "note": "x", "only_run": 1}),
+        );
+        let base =
+            row(json!({"val/loss": 1.1, "val/accuracy": 0.7, "train/tokens_per_sec": 1000.0}));
         let rows = metric_rows(&run, &base, &judging(), 10);
         let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(
             keys,
-            ["val/loss", "train/tokens_per_sec", "val/accuracy", "only_run"]
+            [
+                "val/loss",
+                "train/tokens_per_sec",
+                "val/accuracy",
+                "only_run"
+            ]
         );
         let flagged: Vec<&str> = rows
             .iter()
@@ -330,7 +357,8 @@ mod tests {
 
     #[test]
     fn config_diff_skips_recorded_noise() {
-        let run = row(json!({"optim.learning_rate": 0.001, "commit": "a", "train.seed": 1, "new": true}));
+        let run =
+            row(json!({"optim.learning_rate": 0.001, "commit": "a", "train.seed": 1, "new": true}));
         let base = row(json!({"optim.learning_rate": 0.0003, "commit": "b", "train.seed": 1}));
         assert_eq!(
             config_diff(&run, &base),

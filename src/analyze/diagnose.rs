@@ -226,7 +226,11 @@ mod tests {
 
     #[test]
     fn evidence_is_the_line_nearest_the_end() {
-        let d = diagnose("failed", Some(1), "a\nthread 'x' panicked at a.rs:1:1:\nb\nthread 'main' panicked at b.rs:2:3:\n");
+        let d = diagnose(
+            "failed",
+            Some(1),
+            "a\nthread 'x' panicked at a.rs:1:1:\nb\nthread 'main' panicked at b.rs:2:3:\n",
+        );
         assert_eq!(d.evidence_line, Some(3));
         assert_eq!(d.cause.to_string(), "panic at b.rs:2:3");
     }

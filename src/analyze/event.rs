@@ -152,9 +152,11 @@ mod tests {
 
     #[test]
     fn a_full_payload_is_read() {
-        let d = parse_event(r#"{"action": "wandb_run_finished", "client_payload": {"run_id": "ab12cd34",
-            "branch": "feat/x", "state": "finished", "entity_name": "team", "project_name": "p"}}"#)
-            .unwrap();
+        let d = parse_event(
+            r#"{"action": "wandb_run_finished", "client_payload": {"run_id": "ab12cd34",
+            "branch": "feat/x", "state": "finished", "entity_name": "team", "project_name": "p"}}"#,
+        )
+        .unwrap();
         assert_eq!(d.run_id.as_deref(), Some("ab12cd34"));
         assert_eq!(d.branch.as_deref(), Some("feat/x"));
         assert_eq!(d.entity.as_deref(), Some("team"));
@@ -177,14 +179,22 @@ mod tests {
 
     #[test]
     fn hostile_fields_are_dropped_with_a_warning() {
-        let d = parse_event(r#"{"client_payload": {"run_id": "$(curl evil)", "branch": "x\"; curl evil #",
-            "state": 3, "project": "../etc"}}"#)
+        let d = parse_event(
+            r#"{"client_payload": {"run_id": "$(curl evil)", "branch": "x\"; curl evil #",
+            "state": 3, "project": "../etc"}}"#,
+        )
         .unwrap();
-        assert_eq!((d.run_id, d.branch, d.state, d.project), (None, None, None, None));
+        assert_eq!(
+            (d.run_id, d.branch, d.state, d.project),
+            (None, None, None, None)
+        );
         assert_eq!(d.warnings.len(), 4, "{:?}", d.warnings);
         assert!(d.warnings[1].contains("not a valid branch name"));
         let d = parse_event(r#"{"client_payload": "run=1"}"#).unwrap();
-        assert_eq!(d.warnings, ["client_payload is a string, not an object; ignoring it"]);
+        assert_eq!(
+            d.warnings,
+            ["client_payload is a string, not an object; ignoring it"]
+        );
     }
 
     #[test]
@@ -195,7 +205,10 @@ mod tests {
 
     #[test]
     fn a_file_that_is_not_a_json_object_is_an_error() {
-        assert!(parse_event("{not json").unwrap_err().to_string().contains("not valid JSON"));
+        assert!(parse_event("{not json")
+            .unwrap_err()
+            .to_string()
+            .contains("not valid JSON"));
         assert!(parse_event("[1]").is_err());
     }
 }

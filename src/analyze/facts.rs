@@ -143,7 +143,9 @@ async fn predictions(project: &Project, run: &RunInfo) -> Option<Predictions> {
         .map_err(|e| tracing::warn!(run = %run.id, error = %e, "cannot read the prediction table"))
         .ok()??;
     serde_json::from_slice(&bytes)
-        .map_err(|e| tracing::warn!(run = %run.id, error = %e, "the prediction table is not a table"))
+        .map_err(
+            |e| tracing::warn!(run = %run.id, error = %e, "the prediction table is not a table"),
+        )
         .ok()
 }
 
@@ -169,11 +171,19 @@ pub async fn baseline(
             .limit(SEED_CANDIDATES)
     };
     let tagged = client
-        .runs(entity, name, &finished(json!({"tags": {"$in": [BASELINE_TAG]}})))
+        .runs(
+            entity,
+            name,
+            &finished(json!({"tags": {"$in": [BASELINE_TAG]}})),
+        )
         .await
         .context("looking for a run tagged baseline")?;
     let of_branch = client
-        .runs(entity, name, &finished(json!({"config.branch.value": branch})))
+        .runs(
+            entity,
+            name,
+            &finished(json!({"config.branch.value": branch})),
+        )
         .await
         .with_context(|| format!("listing the finished runs of branch {branch:?}"))?;
     let candidates: Vec<RunInfo> = tagged

@@ -234,10 +234,16 @@ mod tests {
 
     #[tokio::test]
     async fn overload_is_retried_and_the_text_returned() {
-        let fake = fake::FakeClaude::start("It ran out of memory.", 2).await.unwrap();
+        let fake = fake::FakeClaude::start("It ran out of memory.", 2)
+            .await
+            .unwrap();
         let claude = Claude::new(&fake.url, "sk-ant-test-key-123456789", "claude-test")
             .unwrap()
-            .with_retry(RetryPolicy::new(4, Duration::from_millis(1), Duration::from_millis(2)));
+            .with_retry(RetryPolicy::new(
+                4,
+                Duration::from_millis(1),
+                Duration::from_millis(2),
+            ));
         assert_eq!(claude.ask("why?").await.unwrap(), "It ran out of memory.");
         let requests = fake.requests();
         assert_eq!(requests.len(), 3);
@@ -253,7 +259,11 @@ mod tests {
         let fake = fake::FakeClaude::start("x", 100).await.unwrap();
         let claude = Claude::new(&fake.url, "k", "m")
             .unwrap()
-            .with_retry(RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2)));
+            .with_retry(RetryPolicy::new(
+                3,
+                Duration::from_millis(1),
+                Duration::from_millis(2),
+            ));
         let error = claude.ask("q").await.unwrap_err().to_string();
         assert!(error.contains("529"), "{error}");
         assert_eq!(fake.requests().len(), 3);

@@ -98,7 +98,12 @@ pub async fn main(backend_options: &BackendOptions, args: AnalyzeArgs) -> anyhow
     let connection = backend::connect(backend_options).await?;
     let settings = connection.client.settings();
     let mut secrets: Vec<String> = Vec::new();
-    secrets.extend(settings.api_key.as_ref().map(|k| k.expose_secret().to_owned()));
+    secrets.extend(
+        settings
+            .api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned()),
+    );
     secrets.extend(args.github_token.clone());
     secrets.extend(args.anthropic_api_key.clone());
     if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
@@ -130,7 +135,9 @@ pub async fn main(backend_options: &BackendOptions, args: AnalyzeArgs) -> anyhow
             .github_token
             .as_deref()
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run"))?;
+            .ok_or_else(|| {
+                anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run")
+            })?;
         let repo: Repo = args
             .repo
             .as_deref()
@@ -190,7 +197,11 @@ pub async fn run(project: &Project, options: &Options) -> anyhow::Result<Outcome
     let runs = select_runs(project, options).await?;
     let mut failures = Vec::new();
     let mut sections: BTreeMap<Option<String>, Vec<(Section, RunInfo)>> = BTreeMap::new();
-    let reports = futures::future::join_all(runs.into_iter().map(|run| report_run(project, options, run))).await;
+    let reports = futures::future::join_all(
+        runs.into_iter()
+            .map(|run| report_run(project, options, run)),
+    )
+    .await;
     for result in reports {
         match result {
             Ok((section, facts)) => sections
@@ -237,7 +248,10 @@ async fn select_runs(project: &Project, options: &Options) -> anyhow::Result<Vec
             .with_context(|| format!("reading run {id}"))?
             .ok_or_else(|| anyhow!("no run {id:?} in {entity}/{name}"))?;
         if !run.state.is_terminal() {
-            bail!("run {id} is still {}; it can be reported once it ends", run.state);
+            bail!(
+                "run {id} is still {}; it can be reported once it ends",
+                run.state
+            );
         }
         return Ok(vec![run]);
     }
@@ -262,7 +276,9 @@ async fn select_runs(project: &Project, options: &Options) -> anyhow::Result<Vec
                     tracing::warn!(run = %id, state = %run.state, "the dispatched run has not ended; a later job reports it");
                 }
                 Ok(Some(run)) => runs.push(run),
-                Ok(None) => tracing::warn!(run = %id, "the dispatched run does not exist in {entity}/{name}"),
+                Ok(None) => {
+                    tracing::warn!(run = %id, "the dispatched run does not exist in {entity}/{name}")
+                }
                 Err(error) => tracing::warn!(run = %id, %error, "cannot read the dispatched run"),
             }
         }
@@ -281,7 +297,13 @@ async fn report_run(
     let section = if facts.failed() {
         let diagnosis = diagnose::diagnose(facts.run.state.as_str(), facts.exit_code, &facts.log);
         let narrative = narrate(options, &facts, &diagnosis).await;
-        report::failure(&facts, &diagnosis, narrative.as_ref(), &options.judging, &options.redactor)
+        report::failure(
+            &facts,
+            &diagnosis,
+            narrative.as_ref(),
+            &options.judging,
+            &options.redactor,
+        )
     } else {
         let baseline = facts::baseline(
             project,
@@ -290,7 +312,13 @@ async fn report_run(
             &facts.run.id,
         )
         .await?;
-        report::success(&facts, baseline.as_ref(), &options.judging, &options.redactor).0
+        report::success(
+            &facts,
+            baseline.as_ref(),
+            &options.judging,
+            &options.redactor,
+        )
+        .0
     };
     tracing::info!(run = %id, verdict = section.meta.verdict.as_str(), "analyzed");
     Ok((section, facts))
@@ -298,7 +326,11 @@ async fn report_run(
 
 /// The model's reading of a failure, or `None` (no model configured, or it failed: the report
 /// goes out without it).
-async fn narrate(options: &Options, facts: &Facts, diagnosis: &diagnose::Diagnosis) -> Option<Narrative> {
+async fn narrate(
+    options: &Options,
+    facts: &Facts,
+    diagnosis: &diagnose::Diagnosis,
+) -> Option<Narrative> {
     let claude = options.claude.as_ref()?;
     let redact = |text: &str| options.redactor.redact(text);
     let tail: Vec<&str> = facts.log.lines().rev().take(80).collect();
@@ -356,8 +388,14 @@ async fn post_group(
                     comment::render(&merged)
                 })
                 .await?;
-                let wanted: Vec<&str> = newest.into_inner().and_then(Verdict::label).into_iter().collect();
-                github.set_mlwf_labels(found.number, &wanted, LABELS).await?;
+                let wanted: Vec<&str> = newest
+                    .into_inner()
+                    .and_then(Verdict::label)
+                    .into_iter()
+                    .collect();
+                github
+                    .set_mlwf_labels(found.number, &wanted, LABELS)
+                    .await?;
                 pr = Some(found.number);
                 comment_url = outcome.url;
             }
@@ -401,10 +439,24 @@ async fn mark_reported(project: &Project, run: &RunInfo) -> anyhow::Result<()> {
 fn write_outputs(options: &Options, outcome: &Outcome) -> anyhow::Result<()> {
     let newest = outcome.reports.first();
     options.actions.outputs(&[
-        ("verdict", newest.map_or("none", |r| r.verdict.as_str()).to_owned()),
-        ("run-id", newest.map(|r| r.run_id.clone()).unwrap_or_default()),
-        ("comment-url", newest.and_then(|r| r.comment_url.clone()).unwrap_or_default()),
-        ("delta", newest.and_then(|r| r.delta.clone()).unwrap_or_default()),
+        (
+            "verdict",
+            newest.map_or("none", |r| r.verdict.as_str()).to_owned(),
+        ),
+        (
+            "run-id",
+            newest.map(|r| r.run_id.clone()).unwrap_or_default(),
+        ),
+        (
+            "comment-url",
+            newest
+                .and_then(|r| r.comment_url.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "delta",
+            newest.and_then(|r| r.delta.clone()).unwrap_or_default(),
+        ),
         ("reported", outcome.reports.len().to_string()),
     ])
 }

@@ -125,18 +125,33 @@ mod tests {
     fn credential_shapes_go_by_pattern() {
         let cases = [
             ("Authorization: Bearer abc.def", "Authorization: [REDACTED]"),
-            ("authorization=Basic dXNlcjpwYXNz", "authorization=[REDACTED]"),
+            (
+                "authorization=Basic dXNlcjpwYXNz",
+                "authorization=[REDACTED]",
+            ),
             ("api_key=hunter22", "api_key=[REDACTED]"),
             ("WANDB_API_KEY=abcd1234", "WANDB_API_KEY=[REDACTED]"),
             (r#"{"token": "s3cr3t-v"}"#, r#"{"token": "[REDACTED]"}"#),
             ("--password hunter22", "--password [REDACTED]"),
-            ("push ghp_0123456789abcdefghijABCDEFGHIJ done", "push [REDACTED] done"),
+            (
+                "push ghp_0123456789abcdefghijABCDEFGHIJ done",
+                "push [REDACTED] done",
+            ),
             ("github_pat_11ABCDEFG0123456789_abcdefXYZ", "[REDACTED]"),
             ("key sk-ant-api03-abcdefghijklmnop_qrs", "key [REDACTED]"),
             ("aws AKIAABCDEFGHIJKLMNOP", "aws [REDACTED]"),
-            ("wandb 0123456789abcdef0123456789abcdef01234567 x", "wandb [REDACTED] x"),
-            ("local-0123456789abcdef0123456789abcdef01234567", "[REDACTED]"),
-            ("jwt eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKKF2QT4", "jwt [REDACTED]"),
+            (
+                "wandb 0123456789abcdef0123456789abcdef01234567 x",
+                "wandb [REDACTED] x",
+            ),
+            (
+                "local-0123456789abcdef0123456789abcdef01234567",
+                "[REDACTED]",
+            ),
+            (
+                "jwt eyJhbGciOiJI.eyJzdWIiOiIx.SflKxwRJSMeKKF2QT4",
+                "jwt [REDACTED]",
+            ),
         ];
         for (input, expected) in cases {
             assert_eq!(redact(input), expected, "{input}");

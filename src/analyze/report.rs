@@ -79,7 +79,9 @@ pub fn success(
                 cell(&row.key),
                 row.baseline.map(num).unwrap_or_else(|| "—".into()),
                 row.run.map(num).unwrap_or_else(|| "—".into()),
-                row.delta.map(|d| signed(d, "")).unwrap_or_else(|| "—".into()),
+                row.delta
+                    .map(|d| signed(d, ""))
+                    .unwrap_or_else(|| "—".into()),
                 row.delta_pct.map(percent).unwrap_or_else(|| "—".into()),
             );
         }
@@ -98,7 +100,9 @@ pub fn success(
     }
     for key in curve_keys(judging) {
         let ours = series(&facts.history, &key);
-        let theirs = baseline.map(|b| series(&b.facts.history, &key)).unwrap_or_default();
+        let theirs = baseline
+            .map(|b| series(&b.facts.history, &key))
+            .unwrap_or_default();
         if let Some(chart) = chart(&key, &ours, &theirs) {
             let legend = if theirs.len() >= 2 {
                 "first line: this run, second line: baseline"
@@ -113,7 +117,13 @@ pub fn success(
     }
     predictions_section(&mut body, facts, redactor);
     links(&mut body, facts, baseline);
-    let meta = meta(facts, comparison.verdict, judging, &comparison, headline(facts, &comparison, judging));
+    let meta = meta(
+        facts,
+        comparison.verdict,
+        judging,
+        &comparison,
+        headline(facts, &comparison, judging),
+    );
     (Section { meta, body }, comparison)
 }
 
@@ -148,7 +158,11 @@ pub fn failure(
             code_block("text", &redactor.redact(lines[index]))
         );
     }
-    let _ = writeln!(body, "**Suggested fix:** {}\n", diagnosis.cause.suggestion());
+    let _ = writeln!(
+        body,
+        "**Suggested fix:** {}\n",
+        diagnosis.cause.suggestion()
+    );
     body.push_str(&log_excerpt(&lines, diagnosis.evidence_line, redactor));
     if let Some(narrative) = narrative {
         let _ = writeln!(
@@ -277,7 +291,13 @@ fn config_section(body: &mut String, facts: &Facts, baseline: &Baseline, redacto
             Some(Value::String(s)) => cell(&truncate(&redactor.redact(s), CELL_CHARS)),
             Some(other) => cell(&truncate(&redactor.redact(&other.to_string()), CELL_CHARS)),
         };
-        let _ = writeln!(body, "| {} | {} | {} |", cell(key), show(theirs), show(ours));
+        let _ = writeln!(
+            body,
+            "| {} | {} | {} |",
+            cell(key),
+            show(theirs),
+            show(ours)
+        );
     }
     if diff.len() > CONFIG_ROWS {
         let _ = writeln!(body, "\n…and {} more.", diff.len() - CONFIG_ROWS);
@@ -317,7 +337,12 @@ fn predictions_section(body: &mut String, facts: &Facts, redactor: &Redactor) {
 }
 
 fn links(body: &mut String, facts: &Facts, baseline: Option<&Baseline>) {
-    let _ = write!(body, "Runs: [this run {}]({})", code(&facts.run.id), facts.url);
+    let _ = write!(
+        body,
+        "Runs: [this run {}]({})",
+        code(&facts.run.id),
+        facts.url
+    );
     if let Some(baseline) = baseline {
         let _ = write!(
             body,

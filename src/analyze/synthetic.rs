@@ -108,7 +108,10 @@ pub async fn log_run(
         }));
         if step % 50 == 0 || step == spec.steps {
             values.insert("val/loss".into(), json!(val));
-            values.insert("val/accuracy".into(), json!((1.0 - val / 4.0).clamp(0.0, 1.0)));
+            values.insert(
+                "val/accuracy".into(),
+                json!((1.0 - val / 4.0).clamp(0.0, 1.0)),
+            );
         }
         run.log_at(step, values)?;
     }

@@ -265,7 +265,11 @@ async fn list_comments(
         .unwrap_or(1)
         .max(1);
     let state = lock(&inner.state);
-    let all: Vec<&FakeComment> = state.comments.values().filter(|c| c.issue == number).collect();
+    let all: Vec<&FakeComment> = state
+        .comments
+        .values()
+        .filter(|c| c.issue == number)
+        .collect();
     let items: Vec<Value> = all
         .iter()
         .skip((page - 1) * per_page)
@@ -312,7 +316,10 @@ async fn create_comment(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
     };
     if body.chars().count() > 65_536 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is too long (maximum is 65536 characters)");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body is too long (maximum is 65536 characters)",
+        );
     }
     let mut state = lock(&inner.state);
     if !state.pulls.contains_key(&number) {
@@ -339,7 +346,10 @@ async fn update_comment(
         return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
     };
     if body.chars().count() > 65_536 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is too long (maximum is 65536 characters)");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "body is too long (maximum is 65536 characters)",
+        );
     }
     let mut state = lock(&inner.state);
     let Some(comment) = state.comments.get_mut(&id) else {
@@ -373,7 +383,10 @@ async fn issue_labels(
 ) -> Response {
     let state = lock(&inner.state);
     let empty = BTreeSet::new();
-    Json(labels_json(state.issue_labels.get(&number).unwrap_or(&empty))).into_response()
+    Json(labels_json(
+        state.issue_labels.get(&number).unwrap_or(&empty),
+    ))
+    .into_response()
 }
 
 async fn add_labels(
@@ -383,7 +396,11 @@ async fn add_labels(
 ) -> Response {
     let names: Vec<String> = body["labels"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let mut state = lock(&inner.state);
     for name in &names {

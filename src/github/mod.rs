@@ -118,7 +118,10 @@ impl GitHub {
         let params = json!({"per_page": PER_PAGE});
         let first: Page<Comment> = self
             .octo
-            .get(self.route(&format!("/issues/{number}/comments")), Some(&params))
+            .get(
+                self.route(&format!("/issues/{number}/comments")),
+                Some(&params),
+            )
             .await
             .map_err(describe)
             .with_context(|| format!("listing the comments of PR #{number}"))?;
@@ -244,9 +247,7 @@ impl GitHub {
         let result: Result<Label, _> = self.octo.post(self.route("/labels"), Some(&body)).await;
         match result {
             Ok(_) => Ok(()),
-            Err(octocrab::Error::GitHub { source, .. })
-                if source.status_code.as_u16() == 422 =>
-            {
+            Err(octocrab::Error::GitHub { source, .. }) if source.status_code.as_u16() == 422 => {
                 Ok(())
             }
             Err(error) => Err(describe(error)).with_context(|| format!("creating label {name}")),
@@ -257,18 +258,20 @@ impl GitHub {
 /// Octocrab's errors print a backtrace; keep the status and GitHub's message only.
 fn describe(error: octocrab::Error) -> anyhow::Error {
     match error {
-        octocrab::Error::GitHub { source, .. } => anyhow::anyhow!(
-            "GitHub answered {}: {}",
-            source.status_code,
-            source.message
-        ),
+        octocrab::Error::GitHub { source, .. } => {
+            anyhow::anyhow!("GitHub answered {}: {}", source.status_code, source.message)
+        }
         octocrab::Error::Hyper { source, .. } => anyhow::anyhow!("HTTP error: {source}"),
         octocrab::Error::Service { source, .. } => anyhow::anyhow!("cannot reach GitHub: {source}"),
         octocrab::Error::Serde { source, .. } => {
             anyhow::anyhow!("unexpected answer from GitHub: {source}")
         }
         octocrab::Error::Json { source, .. } => {
-            anyhow::anyhow!("unexpected answer from GitHub at {}: {}", source.path(), source.inner())
+            anyhow::anyhow!(
+                "unexpected answer from GitHub at {}: {}",
+                source.path(),
+                source.inner()
+            )
         }
         other => anyhow::anyhow!("{other}"),
     }

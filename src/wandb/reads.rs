@@ -307,10 +307,7 @@ impl Client {
     /// `upsertBucket` naming the run by its storage id and leaving every other field alone.
     pub async fn set_run_tags(&self, run: &RunInfo, tags: &[String]) -> Result<()> {
         let variables = json!({"id": run.storage_id, "tags": tags});
-        let _: Value = self
-            .transport()
-            .graphql(&UPSERT_BUCKET, variables)
-            .await?;
+        let _: Value = self.transport().graphql(&UPSERT_BUCKET, variables).await?;
         Ok(())
     }
 
