@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::chart::{chart, series};
 use super::compare::{compare, config_diff, metric_rows, Comparison, Judging, Verdict};
-use super::diagnose::Diagnosis;
+use super::diagnose::{Cause, Diagnosis};
 use super::facts::{Baseline, Facts};
 use super::markdown::{cell, code, code_block, num, percent, quote, signed, truncate};
 use super::redact::Redactor;
@@ -24,6 +24,7 @@ const METRIC_ROWS: usize = 12;
 const CONFIG_ROWS: usize = 30;
 const PREDICTION_ROWS: usize = 5;
 const CELL_CHARS: usize = 60;
+const PANIC_MESSAGE_LINES: usize = 2;
 
 /// What the comment's summary table and headline need of a section; stored in the section's
 /// hidden marker so later jobs can rebuild the table without re-reading every run.
@@ -70,7 +71,13 @@ pub fn success(
     let baseline_summary = baseline.map_or(&empty, |b| &b.facts.run.summary);
     let rows = metric_rows(&facts.run.summary, baseline_summary, judging, METRIC_ROWS);
     if !rows.is_empty() {
-        body.push_str("| metric | baseline | this run | Δ | Δ% |\n|---|---:|---:|---:|---:|\n");
+        let column = baseline.map_or("baseline".to_owned(), |b| {
+            format!("baseline {}", code(&b.facts.run.id))
+        });
+        let _ = writeln!(
+            body,
+            "| metric | {column} | this run | Δ | Δ% |\n|---|---:|---:|---:|---:|"
+        );
         for row in &rows {
             let flag = if row.regression { "⚠️ " } else { "" };
             let _ = writeln!(
@@ -122,7 +129,7 @@ pub fn success(
         comparison.verdict,
         judging,
         &comparison,
-        headline(facts, &comparison, judging),
+        headline(&comparison, judging),
     );
     (Section { meta, body }, comparison)
 }
@@ -152,11 +159,14 @@ pub fn failure(
     );
     let lines: Vec<&str> = facts.log.lines().collect();
     if let Some(index) = diagnosis.evidence_line {
-        let _ = writeln!(
-            body,
-            "{}",
-            code_block("text", &redactor.redact(lines[index]))
-        );
+        // A panic's message is on the lines after its location.
+        let extra = match diagnosis.cause {
+            Cause::Panic { .. } => PANIC_MESSAGE_LINES,
+            _ => 0,
+        };
+        let end = (index + 1 + extra).min(lines.len());
+        let evidence = redactor.redact(&lines[index..end].join("\n"));
+        let _ = writeln!(body, "{}", code_block("text", &evidence));
     }
     let _ = writeln!(
         body,
@@ -179,7 +189,11 @@ pub fn failure(
         cell(facts.run.state.as_str()),
         cell(&redactor.redact(&diagnosis.cause.to_string()))
     );
-    let comparison = compare(&facts.run.summary, &[], judging);
+    // A failed run's last logged value is no result: the table shows none.
+    let comparison = Comparison {
+        value: None,
+        ..compare(&facts.run.summary, &[], judging)
+    };
     let meta = meta(facts, Verdict::Failed, judging, &comparison, headline);
     Section { meta, body }
 }
@@ -251,13 +265,12 @@ fn verdict_line(c: &Comparison, baseline: Option<&Baseline>, judging: &Judging) 
     )
 }
 
-fn headline(facts: &Facts, c: &Comparison, judging: &Judging) -> String {
+fn headline(c: &Comparison, judging: &Judging) -> String {
     let value = c.value.map(num).unwrap_or_else(|| "missing".into());
     let change = c
         .delta_pct
         .map(|p| format!(" ({} vs baseline)", percent(p)))
         .unwrap_or_default();
-    let _ = facts;
     format!(
         "**{}** — {} {value}{change}",
         c.verdict.badge(),
