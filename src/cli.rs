@@ -55,7 +55,7 @@ pub enum Command {
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Report every run that ended to its branch's PR: compared with the baseline, or diagnosed.
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -207,7 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Log(args)) => crate::bench::log(args).await?,
         Command::Bench(BenchCommand::Analyze(args)) => crate::bench::analyze(args).await?,
-        Command::Analyze(args) => crate::analyze::main(&backend, args).await?,
+        Command::Analyze(args) => crate::analyze::main(&backend, *args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

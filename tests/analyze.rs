@@ -368,6 +368,16 @@ async fn repeated_and_concurrent_dispatches_leave_one_comment_with_the_newest_da
     let reports = fx.reports(7);
     assert_eq!(reports.len(), 1, "one sticky comment");
     assert_eq!(fx.github.comments(7).len(), 1, "duplicates were deleted");
+    let deletes = fx
+        .github
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert!(
+        deletes >= 1,
+        "both jobs created a comment, and one folded the other's back"
+    );
     assert_eq!(reports[0].matches("<!-- mlwf:run ").count(), 1);
 
     // A newer run of the branch (W&B times have whole seconds): three deliveries, two of them
