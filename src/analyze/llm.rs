@@ -160,6 +160,8 @@ pub mod fake {
     use axum::{Json, Router};
     use serde_json::{json, Value};
 
+    use crate::github::fake::{bind_loopback, serve};
+
     #[derive(Default)]
     struct Inner {
         answer: String,
@@ -185,11 +187,8 @@ pub mod fake {
             let app = Router::new()
                 .route("/v1/messages", post(messages))
                 .with_state(inner.clone());
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let url = format!("http://{}", listener.local_addr()?);
-            tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            });
+            let (listener, url) = bind_loopback().await?;
+            serve(listener, app);
             Ok(Self { url, inner })
         }
 

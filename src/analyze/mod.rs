@@ -368,6 +368,8 @@ async fn post_group(
     let mut comment_url = None;
     match (&options.github, branch) {
         (None, _) => {}
+        // Baseline runs have no PR to go to; the job summary is their report.
+        (Some(_), Some(branch)) if branch == options.baseline_branch => {}
         (Some(_), None) => {
             let ids: Vec<&str> = group.iter().map(|(_, r)| r.id.as_str()).collect();
             actions::warning(&format!(

@@ -73,8 +73,9 @@ fn patterns() -> &'static [(Regex, &'static str)] {
             (r"\bhf_[A-Za-z0-9]{30,}", REDACTED),
             // JSON web tokens.
             (r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", REDACTED),
-            // W&B keys: 40 hex digits, bare or with a `local-` style prefix.
-            (r"\b(?:[a-z]+-)?[0-9a-fA-F]{40,}\b", REDACTED),
+            // W&B keys: 40 hex digits, bare or with a `local-` style prefix. (A SHA-256 has
+            // 64 and stays: dataset digests are worth seeing.)
+            (r"\b(?:[a-z]+-)?[0-9a-fA-F]{40}\b", REDACTED),
         ];
         rules
             .iter()
@@ -167,6 +168,7 @@ mod tests {
             "CUDA_ERROR_OUT_OF_MEMORY: out of memory",
             "/home/runner/work/project/target/release/build/mlwf-0123/out",
             "the tokenizer keeps 65 tokens",
+            "dataset.sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
         ];
         for line in lines {
             assert_eq!(redact(line), line);

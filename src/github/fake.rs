@@ -60,8 +60,7 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Serves the fake for `owner/repo` on a loopback port; requests must carry `token`.
     pub async fn start(owner: &str, repo: &str, token: &str) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let (listener, url) = bind_loopback().await?;
         let inner = Arc::new(Inner {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -95,9 +94,7 @@ impl FakeGitHub {
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(inner.clone(), guard))
             .with_state(inner.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        serve(listener, app);
         Ok(Self { inner })
     }
 
@@ -159,6 +156,25 @@ impl FakeGitHub {
     fn state(&self) -> MutexGuard<'_, Repo> {
         lock(&self.inner.state)
     }
+}
+
+/// A listener on a free loopback port and its base URL.
+pub async fn bind_loopback() -> std::io::Result<(tokio::net::TcpListener, String)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    Ok((listener, url))
+}
+
+/// Serves `app` in the background for as long as the runtime lives.
+pub fn serve(listener: tokio::net::TcpListener, app: Router) {
+    // Without TCP_NODELAY a small response can wait out the client's delayed ACK (~40 ms),
+    // which would dominate what `mlwf bench analyze` measures.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

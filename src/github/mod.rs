@@ -9,6 +9,8 @@ pub mod actions;
 pub mod fake;
 mod sticky;
 
+use std::time::Duration;
+
 use anyhow::{bail, Context};
 use octocrab::{Octocrab, Page};
 use serde::Deserialize;
@@ -87,6 +89,10 @@ impl GitHub {
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
             .personal_token(token.to_owned())
+            // Octocrab retries 5xx, 429 and connection errors three times; a hung GitHub must
+            // not hold the job until its timeout.
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
             .build()
             .context("configuring the GitHub client")?;
         Ok(Self { octo, repo })
