@@ -42,7 +42,7 @@ impl Claude {
         })
     }
 
-    /// Waits between retries of this many milliseconds at most (for tests).
+    /// Replaces the retry policy (tests wait milliseconds, not seconds).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -266,10 +266,6 @@ async fn list_comments(
     Query(query): Query<HashMap<String, String>>,
     uri: Uri,
 ) -> Response {
-    let latency = *lock(&inner.list_latency);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
     let per_page: usize = query
         .get("per_page")
         .and_then(|p| p.parse().ok())
@@ -280,19 +276,27 @@ async fn list_comments(
         .and_then(|p| p.parse().ok())
         .unwrap_or(1)
         .max(1);
-    let state = lock(&inner.state);
-    let all: Vec<&FakeComment> = state
-        .comments
-        .values()
-        .filter(|c| c.issue == number)
-        .collect();
-    let items: Vec<Value> = all
-        .iter()
-        .skip((page - 1) * per_page)
-        .take(per_page)
-        .map(|c| comment_json(&inner, c))
-        .collect();
-    let last = all.len().div_ceil(per_page).max(1);
+    let (items, count) = {
+        let state = lock(&inner.state);
+        let all: Vec<&FakeComment> = state
+            .comments
+            .values()
+            .filter(|c| c.issue == number)
+            .collect();
+        let items: Vec<Value> = all
+            .iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .map(|c| comment_json(&inner, c))
+            .collect();
+        (items, all.len())
+    };
+    // The answer shows the comments as they were when asked, however late it arrives.
+    let latency = *lock(&inner.list_latency);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let last = count.div_ceil(per_page).max(1);
     let mut headers = HeaderMap::new();
     let link = |p: usize, rel: &str| {
         format!(
