@@ -660,3 +660,39 @@ async fn dry_run_prints_the_report_and_changes_nothing() {
     assert!(!fx.tags("dry00001").await.contains(&REPORTED_TAG.to_owned()));
     fx.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_github_enterprise_api_url_with_a_path_is_honoured() {
+    let fx = Fixture::start().await;
+    fx.seed_baseline().await;
+    fx.log(SyntheticRun::finished(
+        "ghes0001",
+        "feat/ghes",
+        "b1",
+        1,
+        0.8,
+    ))
+    .await;
+    let ghes = FakeGitHub::start_under("/api/v3", OWNER, REPO, TOKEN)
+        .await
+        .unwrap();
+    ghes.open_pr(3, "feat/ghes");
+    assert!(ghes.url().ends_with("/api/v3"));
+    let mut options = fx.options(Dispatch::default(), None);
+    options.github = Some(
+        GitHub::new(
+            ghes.url(),
+            TOKEN,
+            format!("{OWNER}/{REPO}").parse().unwrap(),
+        )
+        .unwrap(),
+    );
+    mlwf::analyze::run(&fx.project(), &options).await.unwrap();
+    assert_eq!(ghes.comments(3).len(), 1);
+    assert_eq!(ghes.labels(3), ["mlwf:better"]);
+    assert!(
+        fx.github.requests().is_empty(),
+        "nothing went to the other GitHub"
+    );
+    fx.server.shutdown().await;
+}

@@ -60,7 +60,18 @@ pub struct FakeGitHub {
 impl FakeGitHub {
     /// Serves the fake for `owner/repo` on a loopback port; requests must carry `token`.
     pub async fn start(owner: &str, repo: &str, token: &str) -> std::io::Result<Self> {
-        let (listener, url) = bind_loopback().await?;
+        Self::start_under("", owner, repo, token).await
+    }
+
+    /// The same under a path prefix, as GitHub Enterprise serves its API (`/api/v3`).
+    pub async fn start_under(
+        prefix: &str,
+        owner: &str,
+        repo: &str,
+        token: &str,
+    ) -> std::io::Result<Self> {
+        let (listener, base) = bind_loopback().await?;
+        let url = format!("{base}{prefix}");
         let inner = Arc::new(Inner {
             owner: owner.to_owned(),
             repo: repo.to_owned(),
@@ -94,6 +105,11 @@ impl FakeGitHub {
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(inner.clone(), guard))
             .with_state(inner.clone());
+        let app = if prefix.is_empty() {
+            app
+        } else {
+            Router::new().nest(prefix, app)
+        };
         serve(listener, app);
         Ok(Self { inner })
     }
