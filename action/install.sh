@@ -30,7 +30,7 @@ download() {
     local triple archive base
     triple="$(target)" || return 1
     archive="mlwf-$version-$triple.tar.gz"
-    base="https://github.com/$repository/releases/download/$version"
+    base="${GITHUB_SERVER_URL:-https://github.com}/$repository/releases/download/$version"
     echo "mlwf: downloading $archive from $repository" >&2
     curl -fsSL --retry 3 --retry-delay 2 -o "$dest/$archive" "$base/$archive" || return 1
     curl -fsSL --retry 3 --retry-delay 2 -o "$dest/$archive.sha256" "$base/$archive.sha256" || return 1

@@ -232,3 +232,94 @@ fn the_webhook_template_and_the_act_fixture_are_dispatches_mlwf_reads() {
     assert_eq!(dispatch.project.as_deref(), Some("mlwf"));
     assert!(dispatch.warnings.is_empty());
 }
+
+/// Serves `archive` (and, beside it, `checksum`) for every release download path.
+async fn release_server(archive: Vec<u8>, checksum: String) -> String {
+    use axum::extract::Path as UrlPath;
+    let app = axum::Router::new().route(
+        "/{owner}/{repo}/releases/download/{tag}/{file}",
+        axum::routing::get(
+            move |UrlPath((_, _, _, file)): UrlPath<(String, String, String, String)>| {
+                let (archive, checksum) = (archive.clone(), checksum.clone());
+                async move {
+                    if file.ends_with(".sha256") {
+                        checksum.into_bytes()
+                    } else {
+                        archive
+                    }
+                }
+            },
+        ),
+    );
+    let (listener, url) = mlwf::github::fake::bind_loopback().await.unwrap();
+    mlwf::github::fake::serve(listener, app);
+    url
+}
+
+/// Runs `action/install.sh` for release `v9.9.9` of `OWNER/mlwf` served at `server`, from an
+/// action directory with no source checkout beside it.
+async fn install(server: &str, scratch: &Path) -> (bool, String, String) {
+    let action = scratch.join("action");
+    std::fs::create_dir_all(&action).unwrap();
+    std::fs::copy(root().join("action/install.sh"), action.join("install.sh")).unwrap();
+    let out = tokio::process::Command::new("bash")
+        .arg(action.join("install.sh"))
+        .env("GITHUB_SERVER_URL", server)
+        .env("MLWF_VERSION", "v9.9.9")
+        .env("MLWF_ACTION_REPOSITORY", "OWNER/mlwf")
+        .env("MLWF_ACTION_PATH", &action)
+        .env("RUNNER_TEMP", scratch.join("tmp"))
+        .env("GITHUB_OUTPUT", scratch.join("output"))
+        .output()
+        .await
+        .unwrap();
+    let output = std::fs::read_to_string(scratch.join("output")).unwrap_or_default();
+    (
+        out.status.success(),
+        output,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_action_installs_a_release_only_when_its_checksum_matches() {
+    let scratch = tempfile::tempdir().unwrap();
+    let staging = scratch.path().join("staging");
+    std::fs::create_dir_all(&staging).unwrap();
+    let binary = staging.join("mlwf");
+    std::fs::write(&binary, "#!/bin/sh\necho mlwf 9.9.9\n").unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let tarball = scratch.path().join("mlwf.tar.gz");
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&staging)
+        .arg("mlwf")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let archive = std::fs::read(&tarball).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&archive))
+    };
+
+    let good = release_server(archive.clone(), format!("{digest}  mlwf.tar.gz\n")).await;
+    let dir = scratch.path().join("good");
+    let (ok, output, stderr) = install(&good, &dir).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        output.starts_with("bin=") && output.trim_end().ends_with("/mlwf-bin/mlwf"),
+        "{output}"
+    );
+
+    let tampered = release_server(archive, format!("{}  mlwf.tar.gz\n", "0".repeat(64))).await;
+    let dir = scratch.path().join("bad");
+    let (ok, output, stderr) = install(&tampered, &dir).await;
+    assert!(!ok, "a bad checksum must fail the install");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    // No fallback to building from source, and no binary handed on.
+    assert!(!stderr.contains("building from source"), "{stderr}");
+    assert!(output.is_empty(), "{output}");
+}
