@@ -7,7 +7,17 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Map};
 
-use crate::cli::{BenchLogArgs, BenchTrainArgs};
+use crate::analyze::compare::{Direction, Judging};
+use crate::analyze::event::Dispatch;
+use crate::analyze::facts::Project;
+use crate::analyze::llm::{fake::FakeClaude, Claude};
+use crate::analyze::redact::Redactor;
+use crate::analyze::synthetic::{self, SyntheticRun};
+use crate::analyze::Options;
+use crate::cli::{BenchAnalyzeArgs, BenchLogArgs, BenchTrainArgs};
+use crate::github::actions::Actions;
+use crate::github::fake::FakeGitHub;
+use crate::github::GitHub;
 use crate::sdk::official_sdk_command;
 use crate::server::{self, RunningServer, ServerOptions};
 use crate::train::backend::Backend;
@@ -32,6 +42,14 @@ struct LogCost {
 
 /// Times `log()` of mlwf's client and of the official SDK against one local server.
 pub async fn log(args: BenchLogArgs) -> anyhow::Result<()> {
+    let (scratch, server, key) = scratch_server().await?;
+    let result = compare(&args, &server, &key, scratch.path()).await;
+    server.shutdown().await;
+    result
+}
+
+/// A local server over a scratch directory, and a key it accepts.
+async fn scratch_server() -> anyhow::Result<(tempfile::TempDir, RunningServer, String)> {
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let key = server::generate_key();
     let server = server::start(
@@ -42,9 +60,110 @@ pub async fn log(args: BenchLogArgs) -> anyhow::Result<()> {
         ([127, 0, 0, 1], 0).into(),
     )
     .await?;
-    let result = compare(&args, &server, &key, scratch.path()).await;
+    Ok((scratch, server, key))
+}
+
+/// Times one `mlwf analyze` from start (clients built) to comment posted, against the local
+/// server seeded with trainer-shaped runs, a fake GitHub and an instant fake Claude. Each
+/// repetition reports a fresh run on its own PR, as a webhook would.
+pub async fn analyze(args: BenchAnalyzeArgs) -> anyhow::Result<()> {
+    let (_scratch, server, key) = scratch_server().await?;
+    let result = analyze_cases(&args, &server, &key).await;
     server.shutdown().await;
     result
+}
+
+async fn analyze_cases(
+    args: &BenchAnalyzeArgs,
+    server: &RunningServer,
+    key: &str,
+) -> anyhow::Result<()> {
+    const TOKEN: &str = "bench-github-token";
+    let client = Client::new(Settings::new(server.base_url(), Some(ApiKey::new(key)))?)?;
+    let entity = client.resolve_entity(None).await?;
+    let project = Project {
+        client: client.clone(),
+        entity: entity.clone(),
+        project: "bench".into(),
+        ui_url: server.base_url().to_owned(),
+    };
+    for seed in 0..3 {
+        let mut base = SyntheticRun::finished(
+            &format!("base{seed}"),
+            "main",
+            "c0ffee",
+            seed,
+            1.0 + 0.01 * seed as f64,
+        );
+        // Only the run under test is to be reported.
+        base.tags = vec![crate::analyze::REPORTED_TAG.to_owned()];
+        synthetic::log_run(&client, &entity, "bench", &base).await?;
+    }
+    let github = FakeGitHub::start("bench", "repo", TOKEN).await?;
+    let claude = FakeClaude::start("The loss diverged; lower the learning rate.", 0).await?;
+    println!("mlwf analyze, start to comment posted, against a local server, fake GitHub and fake Claude ({} runs each):", args.repeat);
+    let cases: [(&str, bool, bool); 3] = [
+        ("success report", false, false),
+        ("failure report, LLM disabled", true, false),
+        ("failure report, fake LLM", true, true),
+    ];
+    let mut pr = 0;
+    for (name, failed, llm) in cases {
+        let mut times = Vec::with_capacity(args.repeat);
+        for _ in 0..args.repeat {
+            pr += 1;
+            let branch = format!("bench/{pr}");
+            let id = format!("run{pr:05}");
+            let spec = if failed {
+                SyntheticRun::failed(
+                    &id,
+                    &branch,
+                    60,
+                    1,
+                    &["step 50 train/loss nan", "error: loss is NaN at step 60"],
+                )
+            } else {
+                SyntheticRun::finished(&id, &branch, "beef", 7, 0.8)
+            };
+            synthetic::log_run(&client, &entity, "bench", &spec).await?;
+            github.open_pr(pr, &branch);
+            let start = Instant::now();
+            let options = Options {
+                judging: Judging {
+                    metric: "val/loss".into(),
+                    direction: Direction::Lower,
+                    noise_threshold: 0.01,
+                },
+                baseline_branch: "main".into(),
+                run: None,
+                dispatch: Dispatch::default(),
+                max_runs: 20,
+                github: Some(GitHub::new(github.url(), TOKEN, "bench/repo".parse()?)?),
+                claude: if llm {
+                    Some(Claude::new(&claude.url, "sk-ant-bench", "fake-model")?)
+                } else {
+                    None
+                },
+                actions: Actions::default(),
+                redactor: Redactor::new([key, TOKEN]),
+            };
+            let outcome = crate::analyze::run(&project, &options).await?;
+            let elapsed = start.elapsed();
+            if outcome.reports.len() != 1 || github.comments(pr).len() != 1 {
+                bail!("the benchmark expected one report and one comment on PR #{pr}");
+            }
+            times.push(elapsed);
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "  {name:<30} median {:>7.1} ms   min {:>7.1} ms   max {:>7.1} ms",
+            ms(times[times.len() / 2]),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        );
+    }
+    Ok(())
 }
 
 async fn compare(

@@ -57,6 +57,8 @@ pub enum Command {
     /// Measure mlwf's own speed.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Report every run that ended to its branch's PR: compared with the baseline, or diagnosed.
+    Analyze(Box<AnalyzeArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -110,12 +112,73 @@ pub struct SummaryArgs {
     pub json: bool,
 }
 
+/// `mlwf analyze`: the GitHub Action's entry point, also run by hand.
+#[derive(Debug, Args, Clone)]
+pub struct AnalyzeArgs {
+    /// The Actions event file (a `repository_dispatch` of type `wandb_run_finished`); its
+    /// payload is a hint, all unreported runs are reported regardless.
+    #[arg(long, env = "GITHUB_EVENT_PATH")]
+    pub event: Option<PathBuf>,
+    /// Report this run (again, if it was reported) instead of reconciling.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// Print the report markdown instead of posting it (nothing is changed anywhere).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Primary metric of the verdict.
+    #[arg(long, env = "MLWF_METRIC", default_value = "val/loss")]
+    pub metric: String,
+    /// Which way the primary metric improves.
+    #[arg(long, env = "MLWF_DIRECTION", value_enum, default_value = "lower")]
+    pub direction: crate::analyze::compare::Direction,
+    /// Relative change treated as noise when the baseline has a single seed (0.01 = 1%); with
+    /// several seeds the band is at least twice their standard deviation.
+    #[arg(long, env = "MLWF_NOISE_THRESHOLD", default_value_t = 0.01)]
+    pub noise_threshold: f64,
+    /// Branch whose latest finished run is the baseline (a run tagged `baseline` wins).
+    #[arg(long, env = "MLWF_BASELINE_BRANCH", default_value = "main")]
+    pub baseline_branch: String,
+    /// Runs reported at most per job; older ones wait for the next job.
+    #[arg(long, default_value_t = 20)]
+    pub max_runs: usize,
+    /// Repository whose PRs get the reports (`owner/name`).
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: Option<String>,
+    /// GitHub token allowed to write PR comments and labels.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitHub REST API base URL (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+    /// W&B web UI base URL for run links (default: derived from the API URL).
+    #[arg(long, env = "WANDB_UI_URL")]
+    pub wandb_ui_url: Option<String>,
+    /// Ask Claude for a short narrative of failures (needs `ANTHROPIC_API_KEY`).
+    #[arg(long, env = "MLWF_LLM", default_value_t = true, action = clap::ArgAction::Set)]
+    pub llm: bool,
+    /// Claude model for the narrative.
+    #[arg(long, env = "MLWF_LLM_MODEL", default_value = crate::analyze::llm::DEFAULT_MODEL)]
+    pub llm_model: String,
+    #[arg(long, env = "ANTHROPIC_API_KEY", hide_env_values = true)]
+    pub anthropic_api_key: Option<String>,
+    #[arg(long, env = "ANTHROPIC_BASE_URL", default_value = crate::analyze::llm::DEFAULT_API_URL)]
+    pub anthropic_api_url: String,
+    /// Job summary file (Actions sets it).
+    #[arg(long, env = "GITHUB_STEP_SUMMARY")]
+    pub step_summary: Option<PathBuf>,
+    /// Step outputs file (Actions sets it).
+    #[arg(long, env = "GITHUB_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Cost of one `log()` call: mlwf's client against the official `wandb` SDK.
     Log(BenchLogArgs),
     /// Training speed of a preset's model: tokens/s and ms/step (no W&B run).
     Train(BenchTrainArgs),
+    /// Wall time of one `mlwf analyze`, start to comment posted, against local fakes.
+    Analyze(BenchAnalyzeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -145,6 +208,13 @@ pub struct BenchTrainArgs {
     /// Print JSON for machines instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAnalyzeArgs {
+    /// Timed repetitions of each case.
+    #[arg(long, default_value_t = 10)]
+    pub repeat: usize,
 }
 
 #[derive(Debug, Args)]
@@ -189,6 +259,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Bench(BenchCommand::Log(args)) => crate::bench::log(args).await?,
         Command::Bench(BenchCommand::Train(args)) => crate::bench::train(args)?,
+        Command::Bench(BenchCommand::Analyze(args)) => crate::bench::analyze(args).await?,
+        Command::Analyze(args) => crate::analyze::main(&backend, *args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -115,6 +115,20 @@ impl Fixture {
         serde_json::from_slice(&output.stdout).expect("summary JSON")
     }
 
+    /// The report `mlwf analyze --dry-run --run ID` prints.
+    async fn analyze_dry_run(&self, run_id: &str) -> String {
+        let output = self
+            .command(&["analyze", "--dry-run", "--run", run_id], &[])
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_EVENT_PATH")
+            .env_remove("ANTHROPIC_API_KEY")
+            .output()
+            .await
+            .expect("run mlwf analyze");
+        assert!(output.status.success(), "{}", text(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     async fn history(&self, run_id: &str) -> Vec<Row> {
         self.client
             .history(ENTITY, PROJECT, run_id)
@@ -497,4 +511,43 @@ async fn tiny_learns_addition_on_the_embedded_store() {
     let loss = run["summary"]["val/loss"].as_f64().unwrap();
     assert!(loss < 1.7, "val/loss {loss} after 300 steps: {run:#}");
     assert!(Path::new(dir.path()).join(".mlwf/server").exists());
+}
+
+/// The two halves of the loop meet: runs the real trainer recorded (a `main` baseline, an
+/// experiment branch, a crashing branch) are what `mlwf analyze` compares and diagnoses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_reports_on_runs_the_trainer_recorded() {
+    let fx = Fixture::start().await;
+    let baseline = fx.train(QUICK, &[("GITHUB_REF_NAME", "main")]).await;
+    assert!(baseline.status.success(), "{}", text(&baseline));
+    let mut faster = QUICK.to_vec();
+    faster.extend(["--set", "optim.learning_rate=1e-2"]);
+    let experiment = fx
+        .train(&faster, &[("GITHUB_HEAD_REF", "exp/higher-lr")])
+        .await;
+    assert!(experiment.status.success(), "{}", text(&experiment));
+    let crash = fx
+        .train(
+            QUICK,
+            &[
+                ("GITHUB_HEAD_REF", "exp/crash"),
+                ("MLWF_FAULT", "panic-at-step:3"),
+            ],
+        )
+        .await;
+    assert_eq!(crash.status.code(), Some(101), "{}", text(&crash));
+
+    let report = fx.analyze_dry_run(&run_id(&experiment)).await;
+    assert!(report.contains(&run_id(&baseline)), "{report}");
+    assert!(report.contains("val/loss"), "{report}");
+    assert!(report.contains("optim.learning_rate"), "{report}");
+    assert!(report.contains("```mermaid"), "{report}");
+    let report = fx.analyze_dry_run(&run_id(&crash)).await;
+    assert!(
+        report.contains("panic at src/train/trainer.rs:"),
+        "{report}"
+    );
+    assert!(report.contains("101"), "{report}");
+    assert!(!report.contains(common::KEY), "{report}");
+    fx.server.shutdown().await;
 }

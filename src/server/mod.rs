@@ -138,6 +138,11 @@ pub async fn start_with(
     let base_url = format!("http://{addr}");
     let (stop, stopped) = oneshot::channel::<()>();
     let app = routes::router(state);
+    // Streamed file downloads write headers and body separately; with Nagle on, the body then
+    // waits out the client's delayed ACK (~40 ms per download, seen in `mlwf bench analyze`).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async {

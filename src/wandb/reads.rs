@@ -12,7 +12,9 @@ use super::client::Client;
 use super::connection::{Connection, Pager};
 use super::error::{Error, Result};
 use super::filestream::OUTPUT_FILE;
-use super::graphql::{HISTORY_PAGE, RUN, RUNS, RUN_CONSOLE_LOG_TAIL, RUN_HISTORY_KEYS};
+use super::graphql::{
+    HISTORY_PAGE, RUN, RUNS, RUN_CONSOLE_LOG_TAIL, RUN_HISTORY_KEYS, UPSERT_BUCKET,
+};
 use super::json::{json_object, json_value, unwrap_config, Row};
 
 /// Steps per `history` page: the server returns every row of a page because `samples` equals
@@ -286,6 +288,14 @@ impl Client {
         let variables = json!({"project": project, "entity": entity, "name": run_id});
         let data: ProjectData<RunData<RawRun>> = self.transport().graphql(&RUN, variables).await?;
         Ok(data.project.and_then(|p| p.run).map(RunInfo::from))
+    }
+
+    /// Replaces the tags of an existing run, as the public API's `Run.update()` does: an
+    /// `upsertBucket` naming the run by its storage id and leaving every other field alone.
+    pub async fn set_run_tags(&self, run: &RunInfo, tags: &[String]) -> Result<()> {
+        let variables = json!({"id": run.storage_id, "tags": tags});
+        let _: Value = self.transport().graphql(&UPSERT_BUCKET, variables).await?;
+        Ok(())
     }
 
     /// Every history row of a run in step order, paged by step range.

@@ -94,7 +94,6 @@ pub const RUN_CONSOLE_LOG_TAIL: Operation = Operation {
     name: "RunConsoleLogTail",
     document: include_str!("run_console_log_tail.graphql"),
 };
-
 /// Every operation the client can send.
 pub const ALL: &[Operation] = &[
     VIEWER,

@@ -1,0 +1,465 @@
+//! `mlwf analyze`: every run that ended and was not reported yet is compared with the baseline
+//! (or diagnosed, if it failed) and reported once on its branch's PR.
+//!
+//! Reconciling, not trusting the webhook: whatever the dispatch payload says, the runs to
+//! report are read from W&B (terminal state, no `mlwf:reported` tag), so a lost, repeated or
+//! empty webhook neither loses nor doubles a report. A run is tagged only after its report is
+//! posted; the sticky comment's per-run markers make a concurrent repeat idempotent.
+//!
+//! Modules: `event` (the payload), `facts` (reads from W&B), `compare`, `diagnose`, `redact`,
+//! `llm` (optional narrative), `report` (one run's section), `comment` (the sticky comment),
+//! `chart` (mermaid curves), `markdown` (escaping), `branch` (name validation).
+
+pub mod branch;
+pub mod chart;
+pub mod comment;
+pub mod compare;
+pub mod diagnose;
+pub mod event;
+pub mod facts;
+pub mod llm;
+pub mod markdown;
+pub mod redact;
+pub mod report;
+pub mod synthetic;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use anyhow::{anyhow, bail, Context};
+use serde_json::json;
+
+use crate::backend::{self, BackendOptions};
+use crate::cli::AnalyzeArgs;
+use crate::github::actions::{self, Actions};
+use crate::github::{upsert_sticky, GitHub, Repo};
+use crate::wandb::{RunInfo, RunQuery};
+use compare::{Judging, Verdict, LABELS};
+use event::Dispatch;
+use facts::{Facts, Project};
+use llm::Claude;
+use redact::Redactor;
+use report::{Narrative, Section};
+
+/// The tag a run gets once reported.
+pub const REPORTED_TAG: &str = "mlwf:reported";
+/// States after which a run does not change any more.
+const TERMINAL_STATES: &[&str] = &["finished", "failed", "crashed", "killed", "preempted"];
+
+/// How to analyze, independent of where the settings came from.
+pub struct Options {
+    pub judging: Judging,
+    pub baseline_branch: String,
+    /// Report this run (again, if it was reported) instead of reconciling.
+    pub run: Option<String>,
+    pub dispatch: Dispatch,
+    /// Runs reported at most per job; the rest wait for the next one.
+    pub max_runs: usize,
+    /// Where to post; `None` prints the reports instead (`--dry-run`).
+    pub github: Option<GitHub>,
+    pub claude: Option<Claude>,
+    pub actions: Actions,
+    pub redactor: Redactor,
+}
+
+/// What one job reported.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub reports: Vec<Reported>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Reported {
+    pub run_id: String,
+    /// The run's creation time (Unix seconds).
+    pub created: i64,
+    pub branch: Option<String>,
+    pub verdict: Verdict,
+    pub delta: Option<String>,
+    pub pr: Option<u64>,
+    pub comment_url: Option<String>,
+    /// The markdown of this run's group (the comment, or what went to the job summary).
+    pub markdown: String,
+}
+
+/// `mlwf analyze` from the command line.
+pub async fn main(backend_options: &BackendOptions, args: AnalyzeArgs) -> anyhow::Result<()> {
+    let dispatch = match &args.event {
+        Some(path) if path.as_os_str().is_empty() => Dispatch::default(),
+        Some(path) => event::read_event(path)?,
+        None => Dispatch::default(),
+    };
+    for warning in &dispatch.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(run) = &args.run {
+        event::check_run_id(run)?;
+    }
+    let connection = backend::connect(backend_options).await?;
+    let settings = connection.client.settings();
+    let mut secrets: Vec<String> = Vec::new();
+    secrets.extend(
+        settings
+            .api_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned()),
+    );
+    secrets.extend(args.github_token.clone());
+    secrets.extend(args.anthropic_api_key.clone());
+    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
+        secrets.iter().for_each(|s| actions::add_mask(s));
+    }
+    let project = Project {
+        client: connection.client.clone(),
+        entity: connection.entity.clone(),
+        project: connection.project.clone(),
+        ui_url: args
+            .wandb_ui_url
+            .clone()
+            .unwrap_or_else(|| facts::ui_url_for(settings.base_url.as_str())),
+    };
+    for (what, said, used) in [
+        ("entity", &dispatch.entity, &project.entity),
+        ("project", &dispatch.project, &project.project),
+    ] {
+        if said.as_ref().is_some_and(|s| s != used) {
+            tracing::warn!(
+                "the dispatch names {what} {said:?} but mlwf is configured for {used:?}; using {used:?}"
+            );
+        }
+    }
+    let github = if args.dry_run {
+        None
+    } else {
+        let token = args
+            .github_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run")
+            })?;
+        let repo: Repo = args
+            .repo
+            .as_deref()
+            .ok_or_else(|| anyhow!("no repository: set GITHUB_REPOSITORY (or --repo owner/name)"))?
+            .parse()?;
+        Some(GitHub::new(&args.github_api_url, token, repo)?)
+    };
+    let claude = match (&args.llm, args.anthropic_api_key.as_deref()) {
+        (true, Some(key)) if !key.is_empty() => {
+            Some(Claude::new(&args.anthropic_api_url, key, &args.llm_model)?)
+        }
+        (true, _) => {
+            tracing::info!("ANTHROPIC_API_KEY is not set; failure reports go without a narrative");
+            None
+        }
+        (false, _) => None,
+    };
+    let options = Options {
+        judging: Judging {
+            metric: args.metric.clone(),
+            direction: args.direction,
+            noise_threshold: args.noise_threshold,
+        },
+        baseline_branch: args.baseline_branch.clone(),
+        run: args.run.clone(),
+        dispatch,
+        max_runs: args.max_runs,
+        github,
+        claude,
+        actions: Actions {
+            step_summary: args.step_summary.clone(),
+            output: args.output.clone(),
+        },
+        redactor: Redactor::new(secrets),
+    };
+    let outcome = run(&project, &options).await;
+    connection.close().await;
+    let outcome = outcome?;
+    if args.dry_run {
+        let mut printed = Vec::new();
+        for report in &outcome.reports {
+            if !printed.contains(&report.markdown) {
+                println!("{}", report.markdown);
+                printed.push(report.markdown.clone());
+            }
+        }
+    }
+    if outcome.reports.is_empty() {
+        eprintln!("mlwf: no finished run left to report");
+    }
+    Ok(())
+}
+
+/// Reports every run that needs it. A run whose report fails stays unreported (and untagged)
+/// for the next job; the error is returned after the others are done.
+pub async fn run(project: &Project, options: &Options) -> anyhow::Result<Outcome> {
+    let runs = select_runs(project, options).await?;
+    let mut failures = Vec::new();
+    let mut sections: BTreeMap<Option<String>, Vec<(Section, RunInfo)>> = BTreeMap::new();
+    let reports = futures::future::join_all(
+        runs.into_iter()
+            .map(|run| report_run(project, options, run)),
+    )
+    .await;
+    for result in reports {
+        match result {
+            Ok((section, facts)) => sections
+                .entry(facts.branch.clone())
+                .or_default()
+                .push((section, facts.run)),
+            Err(error) => failures.push(error),
+        }
+    }
+    let mut outcome = Outcome::default();
+    for (branch, group) in sections {
+        match post_group(project, options, branch.as_deref(), group).await {
+            Ok(reported) => outcome.reports.extend(reported),
+            Err(error) => failures.push(error),
+        }
+    }
+    outcome
+        .reports
+        .sort_by(|a, b| (b.created, &b.run_id).cmp(&(a.created, &a.run_id)));
+    write_outputs(options, &outcome)?;
+    match failures.len() {
+        0 => Ok(outcome),
+        n => {
+            for error in &failures {
+                tracing::error!("{error:#}");
+            }
+            Err(failures.swap_remove(0)).with_context(|| format!("{n} report(s) failed"))
+        }
+    }
+}
+
+/// The run asked for, or every unreported run that ended (newest first).
+async fn select_runs(project: &Project, options: &Options) -> anyhow::Result<Vec<RunInfo>> {
+    let Project {
+        client,
+        entity,
+        project: name,
+        ..
+    } = project;
+    if let Some(id) = &options.run {
+        let run = client
+            .run(entity, name, id)
+            .await
+            .with_context(|| format!("reading run {id}"))?
+            .ok_or_else(|| anyhow!("no run {id:?} in {entity}/{name}"))?;
+        if !run.state.is_terminal() {
+            bail!(
+                "run {id} is still {}; it can be reported once it ends",
+                run.state
+            );
+        }
+        return Ok(vec![run]);
+    }
+    let query = RunQuery::new()
+        .filters(json!({"$and": [
+            {"state": {"$in": TERMINAL_STATES}},
+            {"tags": {"$nin": [REPORTED_TAG]}},
+        ]}))
+        .order("-created_at")
+        .limit(options.max_runs);
+    let mut runs = client
+        .runs(entity, name, &query)
+        .await
+        .with_context(|| format!("listing the unreported runs of {entity}/{name}"))?;
+    if let Some(id) = &options.dispatch.run_id {
+        if !runs.iter().any(|r| &r.id == id) {
+            match client.run(entity, name, id).await {
+                Ok(Some(run)) if run.tags.iter().any(|t| t == REPORTED_TAG) => {
+                    tracing::info!(run = %id, "the dispatched run was reported already (a repeated delivery)");
+                }
+                Ok(Some(run)) if !run.state.is_terminal() => {
+                    tracing::warn!(run = %id, state = %run.state, "the dispatched run has not ended; a later job reports it");
+                }
+                Ok(Some(run)) => runs.push(run),
+                Ok(None) => {
+                    tracing::warn!(run = %id, "the dispatched run does not exist in {entity}/{name}")
+                }
+                Err(error) => tracing::warn!(run = %id, %error, "cannot read the dispatched run"),
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// Reads a run and renders its section.
+async fn report_run(
+    project: &Project,
+    options: &Options,
+    run: RunInfo,
+) -> anyhow::Result<(Section, Facts)> {
+    let id = run.id.clone();
+    let facts = facts::gather(project, run).await?;
+    let section = if facts.failed() {
+        let diagnosis =
+            diagnose::diagnose(facts.run.state.as_str(), facts.run.exit_code, &facts.log);
+        let narrative = narrate(options, &facts, &diagnosis).await;
+        report::failure(
+            &facts,
+            &diagnosis,
+            narrative.as_ref(),
+            &options.judging,
+            &options.redactor,
+        )
+    } else {
+        let baseline = facts::baseline(
+            project,
+            &options.baseline_branch,
+            &options.judging.metric,
+            &facts.run.id,
+        )
+        .await?;
+        report::success(
+            &facts,
+            baseline.as_ref(),
+            &options.judging,
+            &options.redactor,
+        )
+        .0
+    };
+    tracing::info!(run = %id, verdict = section.meta.verdict.as_str(), "analyzed");
+    Ok((section, facts))
+}
+
+/// The model's reading of a failure, or `None` (no model configured, or it failed: the report
+/// goes out without it).
+async fn narrate(
+    options: &Options,
+    facts: &Facts,
+    diagnosis: &diagnose::Diagnosis,
+) -> Option<Narrative> {
+    let claude = options.claude.as_ref()?;
+    let redact = |text: &str| options.redactor.redact(text);
+    let tail: Vec<&str> = facts.log.lines().rev().take(80).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    let config = serde_json::to_string_pretty(&facts.run.config).unwrap_or_default();
+    let prompt = llm::failure_prompt(
+        &diagnosis.cause.to_string(),
+        diagnosis.cause.suggestion(),
+        &redact(&config),
+        &redact(&tail.join("\n")),
+    );
+    match claude.ask(&prompt).await {
+        Ok(text) => Some(Narrative {
+            model: claude.model.clone(),
+            text,
+        }),
+        Err(error) => {
+            tracing::warn!("no narrative from {}: {error:#}", claude.model);
+            None
+        }
+    }
+}
+
+/// Posts one branch's sections (to its PR's sticky comment, else to the job summary) and tags
+/// the runs reported.
+async fn post_group(
+    project: &Project,
+    options: &Options,
+    branch: Option<&str>,
+    group: Vec<(Section, RunInfo)>,
+) -> anyhow::Result<Vec<Reported>> {
+    let sections: Vec<Section> = group.iter().map(|(s, _)| s.clone()).collect();
+    let markdown = comment::render(&comment::merge(&[], &sections));
+    let mut pr = None;
+    let mut comment_url = None;
+    match (&options.github, branch) {
+        (None, _) => {}
+        // Baseline runs have no PR to go to; the job summary is their report.
+        (Some(_), Some(branch)) if branch == options.baseline_branch => {}
+        (Some(_), None) => {
+            let ids: Vec<&str> = group.iter().map(|(_, r)| r.id.as_str()).collect();
+            actions::warning(&format!(
+                "run(s) {} have no valid config.branch; the report is in the job summary only",
+                ids.join(", ")
+            ));
+        }
+        (Some(github), Some(branch)) => match github.open_pr_for_branch(branch).await? {
+            None => actions::warning(&format!(
+                "no open PR for branch {branch:?} in {}; the report is in the job summary only",
+                github.repo()
+            )),
+            Some(found) => {
+                let newest = RefCell::new(None);
+                let outcome = upsert_sticky(github, found.number, comment::MARKER, |bodies| {
+                    let merged = comment::merge(bodies, &sections);
+                    *newest.borrow_mut() = merged.first().map(|s| s.meta.verdict);
+                    comment::render(&merged)
+                })
+                .await?;
+                let wanted: Vec<&str> = newest
+                    .into_inner()
+                    .and_then(Verdict::label)
+                    .into_iter()
+                    .collect();
+                github
+                    .set_mlwf_labels(found.number, &wanted, LABELS)
+                    .await?;
+                pr = Some(found.number);
+                comment_url = outcome.url;
+            }
+        },
+    }
+    options.actions.summary(&markdown)?;
+    if options.github.is_some() {
+        for (_, run) in &group {
+            mark_reported(project, run).await?;
+        }
+    }
+    Ok(group
+        .into_iter()
+        .map(|(section, _)| Reported {
+            run_id: section.meta.id.clone(),
+            created: section.meta.created,
+            branch: branch.map(str::to_owned),
+            verdict: section.meta.verdict,
+            delta: section.meta.delta.clone(),
+            pr,
+            comment_url: comment_url.clone(),
+            markdown: markdown.clone(),
+        })
+        .collect())
+}
+
+async fn mark_reported(project: &Project, run: &RunInfo) -> anyhow::Result<()> {
+    if run.tags.iter().any(|t| t == REPORTED_TAG) {
+        return Ok(());
+    }
+    let mut tags = run.tags.clone();
+    tags.push(REPORTED_TAG.to_owned());
+    project
+        .client
+        .set_run_tags(run, &tags)
+        .await
+        .with_context(|| format!("tagging run {} as reported", run.id))
+}
+
+/// Step outputs for the newest run reported.
+fn write_outputs(options: &Options, outcome: &Outcome) -> anyhow::Result<()> {
+    let newest = outcome.reports.first();
+    options.actions.outputs(&[
+        (
+            "verdict",
+            newest.map_or("none", |r| r.verdict.as_str()).to_owned(),
+        ),
+        (
+            "run-id",
+            newest.map(|r| r.run_id.clone()).unwrap_or_default(),
+        ),
+        (
+            "comment-url",
+            newest
+                .and_then(|r| r.comment_url.clone())
+                .unwrap_or_default(),
+        ),
+        (
+            "delta",
+            newest.and_then(|r| r.delta.clone()).unwrap_or_default(),
+        ),
+        ("reported", outcome.reports.len().to_string()),
+    ])
+}
