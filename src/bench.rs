@@ -26,7 +26,6 @@ use crate::train::cpu::CpuBackend;
 use crate::train::data::{Batch, SplitMix64};
 use crate::train::device::{self, Selected};
 use crate::train::model::{Gpt, ModelConfig};
-use crate::train::optim::AdamW;
 use crate::train::trainer::train_step;
 use crate::wandb::{ApiKey, Client, RunSpec, Settings};
 
@@ -287,21 +286,13 @@ struct TrainSpeed {
 pub fn train(args: BenchTrainArgs) -> anyhow::Result<()> {
     let config = TrainConfig::preset(&args.preset)?;
     let batch_size = args.batch_size.unwrap_or(config.train.batch_size);
-    let m = &config.model;
-    let model = ModelConfig {
-        // GPT-2's tokenizer for its shapes; Tiny Shakespeare's 65 characters otherwise.
-        vocab_size: args.vocab.unwrap_or(if args.preset == "gpt2-124m" {
-            50257
-        } else {
-            65
-        }),
-        block_size: m.block_size,
-        n_layer: m.n_layer,
-        n_head: m.n_head,
-        n_embd: m.n_embd,
-        dropout: m.dropout as f32,
-        tied_head: m.tied_head,
-    };
+    // GPT-2's tokenizer for its shapes; Tiny Shakespeare's 65 characters otherwise.
+    let vocab = args.vocab.unwrap_or(if args.preset == "gpt2-124m" {
+        50257
+    } else {
+        65
+    });
+    let model = config.model.model_config(vocab);
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
@@ -360,12 +351,7 @@ fn time_train_steps<B: Backend>(
     let vocab = model.vocab_size as u64;
     let mut gpt = Gpt::new(model, backend, config.train.seed)?;
     let o = &config.optim;
-    let optimizer = AdamW {
-        beta1: o.beta1 as f32,
-        beta2: o.beta2 as f32,
-        weight_decay: o.weight_decay as f32,
-        ..AdamW::default()
-    };
+    let optimizer = o.adamw();
     let mut rng = SplitMix64::new(config.train.seed);
     let mut times = Vec::with_capacity(args.steps);
     for i in 0..args.warmup + args.steps {

@@ -20,7 +20,7 @@ use mlwf::analyze::{Options, Outcome, REPORTED_TAG};
 use mlwf::github::actions::Actions;
 use mlwf::github::fake::FakeGitHub;
 use mlwf::github::GitHub;
-use mlwf::server::{self, RunningServer, ServerOptions};
+use mlwf::server::RunningServer;
 use mlwf::wandb::Client;
 
 const TOKEN: &str = "ghs_FakeInstallationToken0123456789abcdef";
@@ -39,18 +39,7 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = server::start(
-            ServerOptions {
-                data_dir: dir.path().join("server"),
-                api_keys: vec![common::KEY.into()],
-            },
-            ([127, 0, 0, 1], 0).into(),
-        )
-        .await
-        .expect("start server");
-        let mut settings = common::settings(server.base_url());
-        settings.cache_dir = dir.path().join("wandb-cache");
-        let client = Client::new(settings).expect("client");
+        let (server, client) = common::local_server(dir.path()).await;
         let github = FakeGitHub::start(OWNER, REPO, TOKEN)
             .await
             .expect("fake GitHub");

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlwf::server::{self, RunningServer, ServerOptions};
+use mlwf::server::RunningServer;
 use mlwf::train::config::{DatasetSpec, TrainConfig};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::data::{self, CharTokenizer, Kind, SHAKESPEARE_FILE, SHAKESPEARE_SHA256};
@@ -33,18 +33,7 @@ struct Fixture {
 impl Fixture {
     async fn start() -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = server::start(
-            ServerOptions {
-                data_dir: dir.path().join("server"),
-                api_keys: vec![common::KEY.into()],
-            },
-            ([127, 0, 0, 1], 0).into(),
-        )
-        .await
-        .expect("start server");
-        let mut settings = common::settings(server.base_url());
-        settings.cache_dir = dir.path().join("wandb-cache");
-        let client = Client::new(settings).expect("client");
+        let (server, client) = common::local_server(dir.path()).await;
         Fixture {
             server,
             dir,

@@ -16,6 +16,8 @@ use serde_json::{Map, Value};
 
 use crate::train::cuda;
 use crate::train::device::Precision;
+use crate::train::model::ModelConfig;
+use crate::train::optim::AdamW;
 use crate::wandb::{ArtifactRef, Row};
 
 /// The presets, by name.
@@ -218,6 +220,33 @@ impl fmt::Display for Device {
             Self::Auto => f.write_str("auto"),
             Self::Cpu => f.write_str("cpu"),
             Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl ModelSection {
+    /// The model these settings build over a vocabulary of `vocab_size` tokens.
+    pub fn model_config(&self, vocab_size: usize) -> ModelConfig {
+        ModelConfig {
+            vocab_size,
+            block_size: self.block_size,
+            n_layer: self.n_layer,
+            n_head: self.n_head,
+            n_embd: self.n_embd,
+            dropout: self.dropout as f32,
+            tied_head: self.tied_head,
+        }
+    }
+}
+
+impl OptimSection {
+    /// The optimizer these settings describe (its learning rate comes from the schedule).
+    pub fn adamw(&self) -> AdamW {
+        AdamW {
+            beta1: self.beta1 as f32,
+            beta2: self.beta2 as f32,
+            weight_decay: self.weight_decay as f32,
+            ..AdamW::default()
         }
     }
 }

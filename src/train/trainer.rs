@@ -20,7 +20,7 @@ use crate::train::cpu::CpuBackend;
 use crate::train::data::{self, Batch, BatchSampler, Dataset};
 use crate::train::device::{self, Selected};
 use crate::train::eval::{Evaluation, Evaluator};
-use crate::train::model::{Gpt, GradNorms, ModelConfig};
+use crate::train::model::{Gpt, GradNorms};
 use crate::train::optim::{lr_at, AdamW};
 use crate::train::tracking::checkpoint::{self, Checkpoint, Progress, ResumeFrom};
 use crate::train::tracking::console::Console;
@@ -155,15 +155,7 @@ impl Setup<'_> {
             }
             None => None,
         };
-        let model_config = ModelConfig {
-            vocab_size: dataset.tokenizer.vocab_size(),
-            block_size: config.model.block_size,
-            n_layer: config.model.n_layer,
-            n_head: config.model.n_head,
-            n_embd: config.model.n_embd,
-            dropout: config.model.dropout as f32,
-            tied_head: config.model.tied_head,
-        };
+        let model_config = config.model.model_config(dataset.tokenizer.vocab_size());
         if let Some((from, ckpt)) = &resumed {
             ensure!(
                 ckpt.model == model_config,
@@ -290,8 +282,9 @@ struct Session<'a, B: Backend> {
     evaluator: Evaluator,
     sampler: BatchSampler,
     optimizer: AdamW,
-    /// The last evaluation's step and validation loss.
+    /// The last evaluation's step and validation loss, and its accuracy where the task has one.
     last_eval: Option<(u64, f32)>,
+    last_accuracy: Option<f32>,
     best: Option<(u64, f32)>,
     /// Where this run's latest checkpoint is written.
     checkpoint_dir: PathBuf,
@@ -341,13 +334,7 @@ impl<'a, B: Backend> Session<'a, B> {
             config.model.block_size,
             config.train.sample_count,
         );
-        let o = &config.optim;
-        let optimizer = AdamW {
-            beta1: o.beta1 as f32,
-            beta2: o.beta2 as f32,
-            weight_decay: o.weight_decay as f32,
-            ..AdamW::default()
-        };
+        let optimizer = config.optim.adamw();
         let mut checkpoint_metadata = facts;
         for (key, value) in [
             ("branch", json!(setup.git.branch)),
@@ -366,6 +353,7 @@ impl<'a, B: Backend> Session<'a, B> {
             sampler,
             optimizer,
             last_eval: None,
+            last_accuracy: None,
             best,
             checkpoint_metadata,
             _system_metrics: system_metrics,
@@ -503,6 +491,7 @@ impl<'a, B: Backend> Session<'a, B> {
             }
         }
         self.last_eval = Some((step, val_loss));
+        self.last_accuracy = accuracy;
         if self.best.is_none_or(|(_, best)| val_loss < best) {
             self.best = Some((step, val_loss));
             self.setup.run.summary_update(Row::from_iter([
@@ -592,6 +581,9 @@ impl<'a, B: Backend> Session<'a, B> {
         if let Some((step, loss)) = self.last_eval {
             metrics.insert("val/loss".into(), f32_json(loss));
             metrics.insert("val/step".into(), json!(step));
+        }
+        if let Some(accuracy) = self.last_accuracy {
+            metrics.insert("val/accuracy".into(), f32_json(accuracy));
         }
         if let Some((step, loss)) = self.best {
             metrics.insert("best/val_loss".into(), f32_json(loss));
@@ -762,7 +754,7 @@ fn print_summary(connection: &Connection, run: &Run, end: &RunEnd, elapsed: Dura
         if let Some(steps) = metrics.get("train/steps") {
             lines.push(format!("  steps         {steps}"));
         }
-        for key in ["train/loss", "val/loss"] {
+        for key in ["train/loss", "val/loss", "val/accuracy"] {
             if let Some(value) = number(metrics, key) {
                 lines.push(format!("  {key:<12}  {value:.4}"));
             }

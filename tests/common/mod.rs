@@ -61,6 +61,26 @@ pub fn settings(base_url: &str) -> Settings {
     settings
 }
 
+/// mlwf's W&B-compatible server on a free loopback port, storing in `dir/server` and accepting
+/// [`KEY`], with a client of it ([`settings`]; downloads cached in `dir/wandb-cache`).
+pub async fn local_server(
+    dir: &std::path::Path,
+) -> (mlwf::server::RunningServer, mlwf::wandb::Client) {
+    let server = mlwf::server::start(
+        mlwf::server::ServerOptions {
+            data_dir: dir.join("server"),
+            api_keys: vec![KEY.into()],
+        },
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .expect("start server");
+    let mut settings = settings(server.base_url());
+    settings.cache_dir = dir.join("wandb-cache");
+    let client = mlwf::wandb::Client::new(settings).expect("client");
+    (server, client)
+}
+
 /// `serde_json::json!` object literal as a metrics row.
 #[macro_export]
 macro_rules! row {
