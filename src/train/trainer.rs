@@ -231,13 +231,19 @@ impl Setup<'_> {
                     .with_context(|| format!("recording the use of {reference}"))?;
             }
             _ => {
+                // Kept by digest, so the same data is written (and uploaded) once; written
+                // beside and renamed, so an interrupted write is never taken for the data.
                 let dir = cache.join("logged").join(&dataset.sha256);
                 let path = dir.join("data.txt");
-                let text = dataset.tokenizer.decode(&dataset.train)
-                    + &dataset.tokenizer.decode(&dataset.val);
-                std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::write(&path, text))
-                    .with_context(|| format!("writing {}", path.display()))?;
+                if !path.exists() {
+                    let text = dataset.tokenizer.decode(&dataset.train)
+                        + &dataset.tokenizer.decode(&dataset.val);
+                    let partial = dir.join("data.txt.partial");
+                    std::fs::create_dir_all(&dir)
+                        .and_then(|()| std::fs::write(&partial, text))
+                        .and_then(|()| std::fs::rename(&partial, &path))
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
                 let spec = ArtifactSpec::new(dataset_artifact_name(&dataset.name), "dataset")
                     .file("data.txt", &path)
                     .metadata(dataset.facts());
