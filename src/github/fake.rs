@@ -343,20 +343,24 @@ fn body_field(bytes: &Bytes) -> Option<String> {
     value.get("body")?.as_str().map(str::to_owned)
 }
 
+/// A comment's body, or GitHub's message (a 422) for a missing or oversized one.
+fn comment_body(bytes: &Bytes) -> Result<String, &'static str> {
+    let body = body_field(bytes).ok_or("body is missing")?;
+    if body.chars().count() > 65_536 {
+        return Err("body is too long (maximum is 65536 characters)");
+    }
+    Ok(body)
+}
+
 async fn create_comment(
     State(inner): Shared,
     Path((_, _, number)): Path<(String, String, u64)>,
     bytes: Bytes,
 ) -> Response {
-    let Some(body) = body_field(&bytes) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
+    let body = match comment_body(&bytes) {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
-    if body.chars().count() > 65_536 {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "body is too long (maximum is 65536 characters)",
-        );
-    }
     let mut state = lock(&inner.state);
     if !state.pulls.contains_key(&number) {
         return error(StatusCode::NOT_FOUND, "Not Found");
@@ -378,15 +382,10 @@ async fn update_comment(
     Path((_, _, id)): Path<(String, String, u64)>,
     bytes: Bytes,
 ) -> Response {
-    let Some(body) = body_field(&bytes) else {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "body is missing");
+    let body = match comment_body(&bytes) {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::UNPROCESSABLE_ENTITY, message),
     };
-    if body.chars().count() > 65_536 {
-        return error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "body is too long (maximum is 65536 characters)",
-        );
-    }
     let mut state = lock(&inner.state);
     let Some(comment) = state.comments.get_mut(&id) else {
         return error(StatusCode::NOT_FOUND, "Not Found");
