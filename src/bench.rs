@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::{json, Map};
 
-use crate::analyze::compare::{Direction, Judging};
+use crate::analyze::compare::Judging;
 use crate::analyze::event::Dispatch;
 use crate::analyze::facts::Project;
 use crate::analyze::llm::{fake::FakeClaude, Claude};
@@ -128,11 +128,7 @@ async fn analyze_cases(
             github.open_pr(pr, &branch);
             let start = Instant::now();
             let options = Options {
-                judging: Judging {
-                    metric: "val/loss".into(),
-                    direction: Direction::Lower,
-                    noise_threshold: 0.01,
-                },
+                judging: Judging::default(),
                 baseline_branch: "main".into(),
                 run: None,
                 dispatch: Dispatch::default(),

@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mlwf::analyze::compare::{Direction, Judging};
+use mlwf::analyze::compare::Judging;
 use mlwf::analyze::event::{parse_event, Dispatch};
 use mlwf::analyze::facts::Project;
 use mlwf::analyze::llm::{fake::FakeClaude, Claude};
@@ -144,11 +144,7 @@ impl Fixture {
 
     fn options(&self, dispatch: Dispatch, claude: Option<Claude>) -> Options {
         Options {
-            judging: Judging {
-                metric: "val/loss".into(),
-                direction: Direction::Lower,
-                noise_threshold: 0.01,
-            },
+            judging: Judging::default(),
             baseline_branch: "main".into(),
             run: None,
             dispatch,

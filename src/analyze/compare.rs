@@ -121,6 +121,17 @@ pub struct Judging {
     pub noise_threshold: f64,
 }
 
+impl Default for Judging {
+    /// The command line's defaults: `val/loss`, lower is better, 1% noise.
+    fn default() -> Self {
+        Self {
+            metric: "val/loss".into(),
+            direction: Direction::Lower,
+            noise_threshold: 0.01,
+        }
+    }
+}
+
 /// The primary metric of a run against the baseline's seeds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -287,11 +298,7 @@ mod tests {
     }
 
     fn judging() -> Judging {
-        Judging {
-            metric: "val/loss".into(),
-            direction: Direction::Lower,
-            noise_threshold: 0.01,
-        }
+        Judging::default()
     }
 
     #[test]
