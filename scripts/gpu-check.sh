@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bundle=target/gpu-check
 
-# The path of the test binary cargo builds for integration test $1.
+# The path of the test binary cargo builds for test target $1.
 test_binary() {
     cargo test --release --locked --no-run --test "$1" --message-format=json |
         python3 -c '
@@ -33,7 +33,7 @@ build() {
     mkdir -p "$bundle"
     cargo build --release --locked --example cuda_bench
     cp target/release/examples/cuda_bench "$bundle/"
-    cp "$(test_binary train_model)" "$bundle/train_model"
+    cp "$(test_binary integration)" "$bundle/integration"
     # Debug info would take most of the carry allowance; panics still name their functions.
     strip --strip-debug "$bundle"/*
     du -sh "$bundle"/*
@@ -66,7 +66,7 @@ run() {
     local what=${1:-all} status=0
     : "${OUT:?set OUT to the folder for the logs}"
     PYTHON=${PYTHON:-python3}
-    [[ -x $bundle/train_model ]] || {
+    [[ -x $bundle/integration ]] || {
         echo "gpu-check: no $bundle; run 'scripts/gpu-check.sh build' first and carry it" >&2
         exit 1
     }
@@ -74,7 +74,7 @@ run() {
     export MLWF_GPU_TESTS=1 MLWF_KERNEL_CACHE="$OUT/kernel-cache"
     nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1 || true
     if [[ $what == all || $what == tests ]]; then
-        "$bundle/train_model" train::cuda --test-threads=1 2>&1 | tee "$OUT/parity.log" || status=1
+        "$bundle/integration" train::numerics::cuda --test-threads=1 2>&1 | tee "$OUT/parity.log" || status=1
     fi
     if [[ $what == all || $what == bench ]]; then
         for preset in ${PRESETS:-shakespeare-char gpt2-124m}; do

@@ -5,8 +5,6 @@
 //! Snapshots of the rendered reports live in `tests/snapshots/`; set `MLWF_UPDATE_SNAPSHOTS=1`
 //! to rewrite them after an intended change (and review the diff).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,8 +18,8 @@ use mlwf::analyze::{Options, Outcome, REPORTED_TAG};
 use mlwf::github::actions::Actions;
 use mlwf::github::fake::FakeGitHub;
 use mlwf::github::GitHub;
-use mlwf::server::RunningServer;
-use mlwf::wandb::Client;
+
+use crate::util::{self, ENTITY, PROJECT};
 
 const TOKEN: &str = "ghs_FakeInstallationToken0123456789abcdef";
 const OWNER: &str = "octo";
@@ -29,30 +27,33 @@ const REPO: &str = "exp";
 /// Looks like a GitHub token; printed by the panicking run.
 const LEAKED: &str = "ghp_LeakedLeakedLeaked0123456789abcdXYZ";
 
+/// The shared fixture with a fake GitHub beside it.
 struct Fixture {
-    server: RunningServer,
-    dir: tempfile::TempDir,
-    client: Client,
+    base: util::Fixture,
     github: FakeGitHub,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = util::Fixture;
+
+    fn deref(&self) -> &util::Fixture {
+        &self.base
+    }
 }
 
 impl Fixture {
     async fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (server, client) = common::local_server(dir.path()).await;
         let github = FakeGitHub::start(OWNER, REPO, TOKEN)
             .await
             .expect("fake GitHub");
         Fixture {
-            server,
-            dir,
-            client,
+            base: util::Fixture::start().await,
             github,
         }
     }
 
     async fn log(&self, run: SyntheticRun) {
-        log_run(&self.client, "testent", "proj", &run)
+        log_run(&self.client, ENTITY, PROJECT, &run)
             .await
             .expect("seed run");
     }
@@ -91,7 +92,7 @@ impl Fixture {
             1.01,
         ))
         .await;
-        let key_line = format!("using WANDB_API_KEY={}", common::KEY);
+        let key_line = format!("using WANDB_API_KEY={}", util::KEY);
         let auth_line = format!("Authorization: Bearer {LEAKED}");
         let token_line = format!("pushing with token {TOKEN}");
         self.log(SyntheticRun::failed(
@@ -136,8 +137,8 @@ impl Fixture {
     fn project(&self) -> Project {
         Project {
             client: self.client.clone(),
-            entity: "testent".into(),
-            project: "proj".into(),
+            entity: ENTITY.into(),
+            project: PROJECT.into(),
             ui_url: "https://wandb.test".into(),
         }
     }
@@ -162,7 +163,7 @@ impl Fixture {
                 step_summary: Some(self.dir.path().join("summary.md")),
                 output: Some(self.dir.path().join("output")),
             },
-            redactor: Redactor::new([common::KEY, TOKEN]),
+            redactor: Redactor::new([util::KEY, TOKEN]),
         }
     }
 
@@ -178,7 +179,7 @@ impl Fixture {
 
     async fn tags(&self, run: &str) -> Vec<String> {
         self.client
-            .run("testent", "proj", run)
+            .run(ENTITY, PROJECT, run)
             .await
             .unwrap()
             .unwrap()
@@ -301,7 +302,7 @@ async fn every_kind_of_report_is_rendered_labelled_and_posted() {
     assert!(output.contains("reported<<MLWF_EOF\n8\nMLWF_EOF"));
 
     // No secret reaches GitHub or the summary, though the panicking run printed three.
-    for secret in [common::KEY, TOKEN, LEAKED] {
+    for secret in [util::KEY, TOKEN, LEAKED] {
         assert!(
             !fx.sent_to_github().contains(secret),
             "{secret} sent to GitHub"
@@ -324,7 +325,7 @@ async fn every_kind_of_report_is_rendered_labelled_and_posted() {
         .filter(|r| r.method != "GET")
         .count();
     assert_eq!(writes, 0);
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -401,7 +402,7 @@ async fn repeated_and_concurrent_dispatches_leave_one_comment_with_the_newest_da
     let body = &fx.reports(7)[0];
     assert!(body.contains("Newest run [`second01`]"));
     assert_eq!(fx.github.labels(7), ["mlwf:worse"]);
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -442,7 +443,7 @@ async fn the_sticky_comment_is_found_among_150_comments() {
         && r.uri.contains("/issues/9/comments")
         && r.uri.contains("page=2")));
     assert!(fx.github.requests().iter().any(|r| r.method == "PATCH"));
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -481,26 +482,24 @@ async fn the_model_reading_is_quoted_and_sees_no_secrets() {
         .unwrap()
         .to_owned();
     assert!(prompt.contains("panicked at src/train/model.rs:42:13"));
-    for secret in [common::KEY, TOKEN, LEAKED] {
+    for secret in [util::KEY, TOKEN, LEAKED] {
         assert!(!prompt.contains(secret), "{secret} sent to the model");
     }
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 /// The binary, as the action runs it, against this fixture's servers.
 fn mlwf(fx: &Fixture, event: &Path, extra: &[&str]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mlwf"));
+    let mut command = util::mlwf_async(fx.dir.path());
     command
         .arg("analyze")
         .args(extra)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", fx.dir.path())
         .env("MLWF_LOG", "warn")
         .env("WANDB_BASE_URL", fx.server.base_url())
-        .env("WANDB_API_KEY", common::KEY)
-        .env("WANDB_ENTITY", "testent")
-        .env("WANDB_PROJECT", "proj")
+        .env("WANDB_API_KEY", util::KEY)
+        .env("WANDB_ENTITY", ENTITY)
+        .env("WANDB_PROJECT", PROJECT)
         .env("WANDB_UI_URL", "https://wandb.test")
         .env("GITHUB_TOKEN", TOKEN)
         .env("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}"))
@@ -556,7 +555,7 @@ async fn an_empty_payload_reports_every_unreported_run_exactly_once() {
         output.contains("reported<<MLWF_EOF\n0\n"),
         "the second job found nothing: {output}"
     );
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -612,7 +611,7 @@ async fn hostile_names_and_malformed_payloads_are_refused_or_ignored_safely() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a W&B run id"));
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -643,7 +642,7 @@ async fn dry_run_prints_the_report_and_changes_nothing() {
     assert!(!stdout.contains("::add-mask::"));
     assert!(fx.github.requests().is_empty());
     assert!(!fx.tags("dry00001").await.contains(&REPORTED_TAG.to_owned()));
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }
 
 #[tokio::test]
@@ -679,5 +678,5 @@ async fn a_github_enterprise_api_url_with_a_path_is_honoured() {
         fx.github.requests().is_empty(),
         "nothing went to the other GitHub"
     );
-    fx.server.shutdown().await;
+    fx.base.shutdown().await;
 }

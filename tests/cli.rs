@@ -1,24 +1,18 @@
 //! The `mlwf` binary end to end: backend choice, `results summary`, and clear errors.
 
-mod common;
-
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use mlwf::server::{self, ServerOptions};
-use mlwf::wandb::{ApiKey, Client, RunSpec, Settings};
+use mlwf::server::Tuning;
+use mlwf::wandb::{Client, RunSpec};
 use serde_json::{json, Value};
 
-/// `mlwf ARGS` in `dir` with no W&B variables from the environment of the test run.
+use crate::util;
+
+/// `mlwf ARGS` in `dir` with the environment `env`.
 fn mlwf(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mlwf"));
-    command.current_dir(dir).args(args);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("WANDB_") {
-            command.env_remove(name);
-        }
-    }
-    command
+    util::mlwf(dir)
+        .args(args)
         .envs(env.iter().copied())
         .output()
         .expect("run mlwf")
@@ -30,18 +24,8 @@ fn stderr(output: &Output) -> String {
 
 /// Logs a finished run of `branch` into the server at `data_dir`, then stops the server.
 async fn seed_run(data_dir: &Path, branch: &str, loss: f64) -> String {
-    let server = server::start(
-        ServerOptions {
-            data_dir: data_dir.to_owned(),
-            api_keys: vec![common::KEY.into()],
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .expect("start server");
-    let mut settings = Settings::new(server.base_url(), Some(ApiKey::new(common::KEY))).unwrap();
-    settings.tuning = common::fast_tuning();
-    let client = Client::new(settings).unwrap();
+    let server = util::local_server(data_dir, Tuning::default()).await;
+    let client = Client::new(util::settings(server.base_url())).unwrap();
     let run = client
         .start_run(RunSpec {
             entity: Some("local".into()),
@@ -116,16 +100,8 @@ async fn results_summary_reads_the_embedded_store_after_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = server::start(
-        ServerOptions {
-            data_dir: dir.path().join("server"),
-            api_keys: vec![common::KEY.into()],
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .unwrap();
+    let fx = util::Fixture::start().await;
+    let (dir, server) = (&fx.dir, &fx.server);
     let wrong = "local-wrongwrongwrongwrongwrongwrongwrongwrong";
     let output = mlwf(
         dir.path(),
@@ -142,7 +118,6 @@ async fn a_wrong_api_key_is_a_clear_error_that_never_shows_the_key() {
         "{err}"
     );
     assert!(!err.contains(wrong), "the key leaked: {err}");
-    server.shutdown().await;
 }
 
 #[test]

@@ -2,81 +2,14 @@
 //! client reads back, and mlwf's client writes a run that the official `wandb.Api()` reads back,
 //! both through `mlwf server`. Also: file-stream rows survive a proxy that fails requests.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use md5::{Digest, Md5};
-use mlwf::sdk::official_sdk_command;
-use mlwf::server::{self, RunningServer, ServerOptions};
-use mlwf::wandb::{ArtifactFile, ArtifactSpec, Client, RunSpec, RunState, Settings, Stream};
+use mlwf::wandb::{ArtifactFile, ArtifactSpec, Client, RunSpec, RunState, Stream};
 use serde_json::{json, Value};
 
-const KEY: &str = common::KEY;
-
-struct Fixture {
-    server: RunningServer,
-    dir: tempfile::TempDir,
-}
-
-async fn start_server() -> Fixture {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = server::start(
-        ServerOptions {
-            data_dir: dir.path().join("server"),
-            api_keys: vec![KEY.into()],
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .expect("start server");
-    Fixture { server, dir }
-}
-
-impl Fixture {
-    /// A client of this fixture's server (or of `base_url` in front of it), caching downloads
-    /// inside the fixture's directory.
-    fn client(&self, base_url: &str) -> Client {
-        let mut settings: Settings = common::settings(base_url);
-        settings.entity = Some("interop".into());
-        settings.project = Some("proj".into());
-        settings.cache_dir = self.dir.path().join("cache");
-        Client::new(settings).expect("client")
-    }
-}
-
-/// Runs a script of `tests/python/` with the official SDK pointed at `server`; returns its
-/// last stdout line as JSON.
-async fn run_python(python: &Path, fixture: &Fixture, script: &str, args: &[&str]) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/python")
-        .join(script);
-    let sdk_dir = fixture.dir.path().join("sdk");
-    std::fs::create_dir_all(&sdk_dir).expect("sdk dir");
-    let mut command =
-        official_sdk_command(python, &script, fixture.server.base_url(), KEY, &sdk_dir)
-            .expect("sdk command");
-    command
-        .args(args)
-        .env("WANDB_ENTITY", "interop")
-        .env("WANDB_PROJECT", "proj")
-        // Keep the SDK's own timers short so the tests take seconds, not minutes.
-        .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "1")
-        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1");
-    let output = command.output().await.expect("run python");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last)
-        .unwrap_or_else(|e| panic!("{script:?} printed no JSON ({e}): {stdout}"))
-}
+use crate::util::{self, Fixture};
 
 /// JSON equality where numbers compare by value: `1` and `1.0` are the same metric (JSON
 /// writers differ on whether a whole float keeps its `.0`).
@@ -107,21 +40,17 @@ fn md5_base64(path: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_run_reads_back_through_mlwf_client() {
-    let Some(python) = common::python() else {
+    let Some(python) = util::python() else {
         return;
     };
-    let fixture = start_server().await;
+    let fixture = Fixture::start().await;
     let work = fixture.dir.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
-    let logged = run_python(
-        &python,
-        &fixture,
-        "interop_sdk_writes.py",
-        &[work.to_str().unwrap()],
-    )
-    .await;
+    let logged = fixture
+        .sdk_json(&python, "interop_sdk_writes.py", &[work.to_str().unwrap()])
+        .await;
 
-    let client = fixture.client(fixture.server.base_url());
+    let client = fixture.client.clone();
     let (entity, project) = (
         logged["entity"].as_str().unwrap(),
         logged["project"].as_str().unwrap(),
@@ -178,16 +107,16 @@ async fn official_sdk_run_reads_back_through_mlwf_client() {
         .expect("download artifact");
     let file = downloaded.root.join(logged["file"].as_str().unwrap());
     assert_eq!(md5_base64(&file), logged["md5"].as_str().unwrap());
-    fixture.server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mlwf_run_reads_back_through_official_api() {
-    let Some(python) = common::python() else {
+    let Some(python) = util::python() else {
         return;
     };
-    let fixture = start_server().await;
-    let client = fixture.client(fixture.server.base_url());
+    let fixture = Fixture::start().await;
+    let client = fixture.client.clone();
     let config =
         row!("branch": "feat-mlwf", "lr": 0.0003, "layers": 6, "nested": {"heads": [4, 8]});
     let run = client
@@ -232,21 +161,21 @@ async fn mlwf_run_reads_back_through_official_api() {
         .await
         .expect("log artifact");
     assert!(!logged.deduplicated);
-    let path = format!("interop/proj/{}", run.id());
+    let path = format!("testent/proj/{}", run.id());
     run.finish(0).await.expect("finish");
 
     let download = fixture.dir.path().join("sdk-download");
-    let seen = run_python(
-        &python,
-        &fixture,
-        "interop_sdk_reads.py",
-        &[
-            &path,
-            "interop/proj/mlwf-model:best",
-            download.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let seen = fixture
+        .sdk_json(
+            &python,
+            "interop_sdk_reads.py",
+            &[
+                &path,
+                "testent/proj/mlwf-model:best",
+                download.to_str().unwrap(),
+            ],
+        )
+        .await;
     assert_eq!(seen["state"], "finished");
     assert_eq!(seen["tags"], json!(["interop", "mlwf"]));
     for (key, value) in &config {
@@ -281,14 +210,14 @@ async fn mlwf_run_reads_back_through_official_api() {
     let file = Path::new(seen["artifact_dir"].as_str().unwrap()).join("weights.bin");
     assert_eq!(md5_base64(&file), md5_base64(&weights));
     assert_eq!(seen["artifact_metadata"]["step"], json!(500));
-    fixture.server.shutdown().await;
+    fixture.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
-    let fixture = start_server().await;
-    let (proxy_url, counts) = common::faulty_proxy::start(fixture.server.base_url(), 15, 15).await;
-    let mut settings = common::settings(&proxy_url);
+    let fixture = Fixture::start().await;
+    let (proxy_url, counts) = util::faulty_proxy::start(fixture.server.base_url(), 15, 15).await;
+    let mut settings = util::settings(&proxy_url);
     // Small requests, so that 10,000 rows take many of them.
     settings.tuning.max_request_bytes = 16 << 10;
     let client = Client::new(settings).expect("client");
@@ -313,7 +242,7 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
         "the proxy lost some answers"
     );
 
-    let direct = fixture.client(fixture.server.base_url());
+    let direct = fixture.client.clone();
     let history = direct
         .history(run.entity(), run.project(), run.id())
         .await
@@ -329,5 +258,5 @@ async fn file_stream_rows_arrive_exactly_once_through_a_failing_proxy() {
         .unwrap()
         .unwrap();
     assert_eq!(info.state, RunState::Finished);
-    fixture.server.shutdown().await;
+    fixture.shutdown().await;
 }

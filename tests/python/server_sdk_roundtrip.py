@@ -1,6 +1,6 @@
 """Round trip through the official wandb SDK against mlwf's W&B-compatible server.
 
-Run by tests/server_sdk.rs with WANDB_BASE_URL, WANDB_API_KEY and the WANDB_*_DIR variables
+Run by tests/server/sdk.rs with WANDB_BASE_URL, WANDB_API_KEY and the WANDB_*_DIR variables
 pointing at a scratch directory. Writes a run (config, tags, group, notes, 500 logged steps of 5
 metrics, summary updates, an artifact, an alert), reads everything back through wandb.Api() and
 checks it; then resumes a run and uses the artifact, and pushes a job to a launch queue. Exits

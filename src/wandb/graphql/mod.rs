@@ -2,7 +2,7 @@
 //!
 //! Operation names and shapes follow what the official `wandb` 0.31 SDK sends (see
 //! `shared/reference/wandb-sdk-traffic.txt`), so a W&B server sees familiar requests.
-//! `tests/wandb_schema.rs` validates every entry of [`ALL`] against the vendored schema.
+//! `tests/wandb/schema.rs` validates every entry of [`ALL`] against the vendored schema.
 
 /// A named GraphQL operation: the `operationName` sent with the request and its document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,6 @@
 //! The file_stream writer against the in-memory fake: request contents, pacing, and delivery
 //! of every row exactly once under server faults.
 
-mod common;
-
 use std::time::Duration;
 
 use mlwf::wandb::{Client, Resume, RunSpec, Stream};
@@ -10,8 +8,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use common::fake::{FakeWandb, Fault};
-use common::settings;
+use crate::util::fake_wandb::{FakeWandb, Fault};
+use crate::util::settings;
 
 async fn client_with(fake: &FakeWandb, adjust: impl FnOnce(&mut mlwf::wandb::Settings)) -> Client {
     let mut settings = settings(&fake.base_url);

@@ -4,31 +4,19 @@
 //! (`MLWF_PYTHON`, else `.venv/bin/python` in the crate), unless `MLWF_REQUIRE_PYTHON` is set
 //! (as `scripts/test.sh` does), where that fails the test.
 
-mod common;
-#[path = "common/server_harness.rs"]
-mod harness;
-
-use std::path::Path;
 use std::time::Duration;
 
-use harness::{TestServer, KEY};
-use mlwf::sdk::official_sdk_command;
 use serde_json::Value;
+
+use crate::util::{self, Fixture, KEY};
 
 #[tokio::test]
 async fn official_sdk_logs_and_reads_back_a_run() {
-    let Some(python) = common::python() else {
+    let Some(python) = util::python() else {
         return;
     };
-    let t = TestServer::start().await;
-    let scratch = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/server_sdk_roundtrip.py");
-    let mut command =
-        official_sdk_command(&python, &script, t.server.base_url(), KEY, scratch.path()).unwrap();
-    // Keep the SDK's own timers short so the test takes seconds, not minutes.
-    command
-        .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.5")
-        .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1");
+    let t = Fixture::start().await;
+    let mut command = t.sdk(&python, "server_sdk_roundtrip.py");
     let output = tokio::time::timeout(Duration::from_secs(180), command.output())
         .await
         .expect("the SDK script finishes within 3 minutes")
@@ -80,7 +68,7 @@ async fn official_sdk_logs_and_reads_back_a_run() {
     // And everything it wrote survives a restart.
     let t = t.restart().await;
     let run = t
-        .run(
+        .run_fields(
             "sdk-ent",
             "sdk-proj",
             run_id,

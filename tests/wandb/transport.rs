@@ -1,8 +1,6 @@
 //! Transport behaviour against small loopback servers: retries, Retry-After, auth failures,
 //! unreachable servers and GraphQL errors.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,7 @@ use axum::{Json, Router};
 use mlwf::wandb::{Client, Error};
 use serde_json::json;
 
-use common::{closed_port_url, serve, settings, KEY};
+use crate::util::{closed_port_url, serve, settings, KEY};
 
 fn viewer_data() -> Json<serde_json::Value> {
     Json(

@@ -1,15 +1,13 @@
 //! Artifacts against the in-memory fake: the official call order, manifest and digests,
 //! deduplication, use, and verified, cached downloads.
 
-mod common;
-
 use std::path::Path;
 
 use mlwf::wandb::{ArtifactRef, ArtifactSpec, Client, Error, Manifest, RunSpec};
 use serde_json::{json, Value};
 
-use common::fake::{b64_md5, FakeWandb};
-use common::settings;
+use crate::util::fake_wandb::{b64_md5, FakeWandb};
+use crate::util::settings;
 
 struct Setup {
     fake: FakeWandb,

@@ -1,11 +1,12 @@
-//! Helpers shared by the `wandb_*` integration tests: a loopback HTTP server and settings
-//! with tiny waits so retries take milliseconds.
+//! What every area of the suite shares: the one API key, the one local-server fixture, the
+//! `mlwf` binary with a clean environment, settings with millisecond retries, and the official
+//! SDK's interpreter.
 
-// Each test crate uses a different subset of these helpers.
-#![allow(dead_code)]
-
-pub mod fake;
+pub mod fake_wandb;
 pub mod faulty_proxy;
+mod fixture;
+
+pub use fixture::{local_server, Fixture, ENTITY, PROJECT};
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +16,30 @@ use mlwf::wandb::{ApiKey, RetryPolicy, Settings, Tuning};
 
 /// The API key tests use; assertions check it never shows up in errors.
 pub const KEY: &str = "testkey-0123456789abcdefghijklmnopqrstuvwxyz_ABCD";
+
+/// The `mlwf` binary run in `dir`, with none of the test run's `WANDB_*`, `MLWF_*`, GitHub or
+/// Anthropic variables: each test says exactly what the command sees.
+pub fn mlwf(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mlwf"));
+    command.current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let inherited = ["WANDB_", "MLWF_", "GITHUB_", "ANTHROPIC_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix));
+        if inherited {
+            command.env_remove(&*name);
+        }
+    }
+    command
+}
+
+/// [`mlwf`] for async tests: killed if the test drops it.
+pub fn mlwf_async(dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::from(mlwf(dir));
+    command.kill_on_drop(true);
+    command
+}
 
 /// Serves `router` on a free loopback port and returns its base URL.
 pub async fn serve(router: Router) -> String {
@@ -59,26 +84,6 @@ pub fn settings(base_url: &str) -> Settings {
     settings.project = Some("proj".into());
     settings.tuning = fast_tuning();
     settings
-}
-
-/// mlwf's W&B-compatible server on a free loopback port, storing in `dir/server` and accepting
-/// [`KEY`], with a client of it ([`settings`]; downloads cached in `dir/wandb-cache`).
-pub async fn local_server(
-    dir: &std::path::Path,
-) -> (mlwf::server::RunningServer, mlwf::wandb::Client) {
-    let server = mlwf::server::start(
-        mlwf::server::ServerOptions {
-            data_dir: dir.join("server"),
-            api_keys: vec![KEY.into()],
-        },
-        ([127, 0, 0, 1], 0).into(),
-    )
-    .await
-    .expect("start server");
-    let mut settings = settings(server.base_url());
-    settings.cache_dir = dir.join("wandb-cache");
-    let client = mlwf::wandb::Client::new(settings).expect("client");
-    (server, client)
 }
 
 /// `serde_json::json!` object literal as a metrics row.

@@ -127,10 +127,6 @@ impl FakeState {
     pub fn run(&self, id: &str) -> &FakeRun {
         self.runs.get(id).unwrap_or_else(|| panic!("no run {id}"))
     }
-
-    pub fn ops(&self) -> Vec<String> {
-        self.seen.iter().filter_map(|s| s.op.clone()).collect()
-    }
 }
 
 #[derive(Clone)]

@@ -2,13 +2,10 @@
 //! dataset artifacts, Tiny Shakespeare from a local cache, prediction tables, checkpoints, system
 //! metrics, console capture and the run guard.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mlwf::server::RunningServer;
 use mlwf::train::config::{DatasetSpec, TrainConfig};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::data::{self, CharTokenizer, Kind, SHAKESPEARE_FILE, SHAKESPEARE_SHA256};
@@ -18,98 +15,43 @@ use mlwf::train::tracking::console::Console;
 use mlwf::train::tracking::guard::{self, Outcome, StopReason, Stopped};
 use mlwf::train::tracking::sysmetrics::{MetricSource, ProcessMetrics, Sampler};
 use mlwf::train::tracking::table::{predictions_table, Prediction};
-use mlwf::wandb::{ArtifactSpec, Client, Row, Run, RunSpec, RunState};
+use mlwf::wandb::{ArtifactSpec, Row, Run, RunSpec, RunState};
 use serde_json::{json, Value};
 
-const ENTITY: &str = "testent";
-const PROJECT: &str = "proj";
+use crate::util::{self, ENTITY, PROJECT};
 
-struct Fixture {
-    server: RunningServer,
-    dir: tempfile::TempDir,
-    client: Client,
+/// The shared fixture, with reads of what the tracking pieces left on the server.
+struct Fixture(util::Fixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = util::Fixture;
+
+    fn deref(&self) -> &util::Fixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     async fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (server, client) = common::local_server(dir.path()).await;
-        Fixture {
-            server,
-            dir,
-            client,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(&path).expect("scratch dir");
-        path
-    }
-
-    /// Runs `tests/python/<script>` with the official SDK pointed at this server; its last
-    /// stdout line, as JSON. Asynchronous, since the server answers on this test's runtime.
-    async fn python(&self, python: &Path, script: &str, args: &[&str]) -> Value {
-        let home = self.path("python-home");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/python")
-            .join(script);
-        let mut command = tokio::process::Command::new(python);
-        command.arg(&script).args(args).env_remove("WANDB_MODE");
-        let home = home.to_str().unwrap();
-        for (name, value) in [
-            ("WANDB_BASE_URL", self.server.base_url()),
-            ("WANDB_API_KEY", common::KEY),
-            ("WANDB_ENTITY", ENTITY),
-            ("WANDB_PROJECT", PROJECT),
-            ("WANDB_SILENT", "true"),
-            ("WANDB_ERROR_REPORTING", "false"),
-            ("WANDB_DIR", home),
-            ("WANDB_CACHE_DIR", home),
-            ("WANDB_CONFIG_DIR", home),
-            ("WANDB_DATA_DIR", home),
-            ("WANDB_ARTIFACT_DIR", home),
-        ] {
-            command.env(name, value);
-        }
-        let output = command.output().await.expect("run python");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{} failed ({}):\n{stdout}\n{}",
-            script.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let last = stdout.lines().last().unwrap_or_default();
-        serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+        Fixture(util::Fixture::start().await)
     }
 
     /// Sends `path` (a GET, or a POST of `body`) to the server with the test key; the JSON
     /// answer.
     async fn call(&self, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{path}", self.server.base_url());
-        let http = reqwest::Client::new();
+        let url = self.url(path);
         let request = match body {
-            Some(body) => http.post(url).json(&body),
-            None => http.get(url),
+            Some(body) => self.http.post(url).json(&body),
+            None => self.http.get(url),
         };
-        let response = request.basic_auth("api", Some(common::KEY)).send().await;
+        let response = request.basic_auth("api", Some(util::KEY)).send().await;
         response.unwrap().json().await.unwrap()
-    }
-
-    /// A GraphQL query's `data`.
-    async fn graphql(&self, query: &str, variables: Value) -> Value {
-        let body = json!({"query": query, "variables": variables});
-        let answer = self.call("/graphql", Some(body)).await;
-        assert!(answer.get("errors").is_none(), "{answer}");
-        answer["data"].clone()
     }
 
     /// The run's stored system-metrics rows.
     async fn events(&self, run_id: &str) -> Vec<Value> {
         let data = self
-            .graphql(
+            .gql(
                 "query($e: String, $p: String, $r: String!) {
                     project(name: $p, entityName: $e) { run(name: $r) { events(samples: 1000) } } }",
                 json!({"e": ENTITY, "p": PROJECT, "r": run_id}),
@@ -187,7 +129,7 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("proj/absent:v0"), "{err:#}");
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 /// The shared copy of Tiny Shakespeare, when this machine has one.
@@ -272,7 +214,7 @@ async fn prediction_tables_are_what_the_official_sdk_writes_and_reads() {
         .expect("the table file is stored");
     assert_eq!(stored, bytes);
 
-    let Some(python) = common::python() else {
+    let Some(python) = util::python() else {
         return;
     };
     let rows: Vec<Value> = predictions
@@ -281,7 +223,7 @@ async fn prediction_tables_are_what_the_official_sdk_writes_and_reads() {
         .collect();
     let scratch = fx.path("table-scratch");
     let seen = fx
-        .python(
+        .sdk_json(
             &python,
             "train_table.py",
             &[
@@ -303,7 +245,7 @@ async fn prediction_tables_are_what_the_official_sdk_writes_and_reads() {
     assert_eq!(seen["read"]["summary"], value);
     assert_eq!(seen["read"]["file"], json!(text));
     assert_eq!(seen["read"]["table"]["nrows"], json!(3));
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 /// Adds what a GPU source would, to show that extra sources join each sample.
@@ -355,7 +297,7 @@ async fn system_metrics_are_sampled_in_the_background_and_stop_at_once() {
     assert!(started.elapsed() < Duration::from_secs(2));
     run.finish(0).await.unwrap();
     assert!(fx.events("sysmet02").await.is_empty());
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test]
@@ -395,7 +337,7 @@ async fn console_lines_reach_the_run_log_and_progress_redraws_do_not() {
     for (line, text) in lines.iter().zip(expected) {
         assert!(line.ends_with(text), "{line:?} should end with {text:?}");
     }
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 /// A real model's state in a checkpoint.
@@ -481,7 +423,7 @@ async fn checkpoints_are_logged_as_model_artifacts_and_resume_from_them() {
         .await
         .unwrap();
     assert_eq!(local_again, second);
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 /// Guard tests install signal handlers for the whole process, and one sends SIGTERM to it:
@@ -541,7 +483,7 @@ async fn every_ending_finishes_the_run_with_its_exit_code_and_an_alert() {
         .as_str()
         .unwrap()
         .contains("kaboom"));
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 fn explode() -> anyhow::Result<Row> {
@@ -594,7 +536,7 @@ async fn sigterm_and_the_ui_stop_button_let_the_loop_save_then_finish() {
     let run = Arc::new(fx.run("guardui1").await);
     let storage_id = run.storage_id().to_owned();
     let inner = run.clone();
-    let stopper = fx.graphql(
+    let stopper = fx.gql(
         "mutation($id: ID!) { stopRun(input: {id: $id}) { success } }",
         json!({"id": storage_id}),
     );
@@ -609,5 +551,5 @@ async fn sigterm_and_the_ui_stop_button_let_the_loop_save_then_finish() {
         Outcome::Stopped(StopReason::Remote, _)
     ));
     assert_eq!(fx.state("guardui1").await, RunState::Killed);
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }

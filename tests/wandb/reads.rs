@@ -1,15 +1,13 @@
 //! Reading runs back from the in-memory fake: listing with filters and paging, one run,
 //! full history scans, console logs, run files and alerts.
 
-mod common;
-
 use std::time::Duration;
 
 use mlwf::wandb::{AlertLevel, Client, Error, RunQuery, RunSpec, RunState, Stream};
 use serde_json::json;
 
-use common::fake::{b64_md5, FakeWandb};
-use common::settings;
+use crate::util::fake_wandb::{b64_md5, FakeWandb};
+use crate::util::settings;
 
 async fn logged_runs(fake: &FakeWandb, count: usize) -> Client {
     let client = Client::new(settings(&fake.base_url)).unwrap();

@@ -1,15 +1,13 @@
 //! Artifacts against mlwf's W&B-compatible server, in the order the SDK logs them: create,
 //! manifest, files, PUT, manifest with digest, PUT, commit; then reads, aliases and downloads.
 
-#[path = "common/server_harness.rs"]
-mod harness;
-
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use harness::{TestServer, KEY};
 use md5::{Digest as _, Md5};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::util::{Fixture, KEY};
 
 fn md5_base64(bytes: &[u8]) -> String {
     STANDARD.encode(Md5::digest(bytes))
@@ -47,7 +45,7 @@ fn create_input(digest: &str, aliases: &[&str]) -> Value {
 
 /// Logs one version holding `files` like the SDK does; returns its id.
 async fn log_version(
-    t: &TestServer,
+    t: &Fixture,
     digest: &str,
     aliases: &[&str],
     files: &[(&str, &[u8])],
@@ -137,7 +135,7 @@ async fn log_version(
     id
 }
 
-async fn membership(t: &TestServer, name: &str) -> Value {
+async fn membership(t: &Fixture, name: &str) -> Value {
     t.gql(MEMBERSHIP, json!({"name": name})).await["project"]["artifactCollectionMembership"]
         .clone()
 }
@@ -155,7 +153,7 @@ fn aliases(m: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn log_commit_read_and_download_an_artifact() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let body: &[u8] = b"model weights v0";
     let id = log_version(
@@ -279,7 +277,7 @@ async fn log_commit_read_and_download_an_artifact() {
 
 #[tokio::test]
 async fn versions_aliases_move_and_identical_content_dedups() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let v0 = log_version(&t, "digest-0", &["latest", "best"], &[("a.txt", b"zero")]).await;
     // The second version shares a file with the first: no upload URL for it.
@@ -377,7 +375,7 @@ async fn versions_aliases_move_and_identical_content_dedups() {
 
 #[tokio::test]
 async fn uploads_are_checked_and_commits_need_every_file() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let created = t.gql(CREATE, create_input("d", &["latest"])).await;
     let id = created["createArtifact"]["artifact"]["id"]

@@ -1,12 +1,10 @@
 //! Run tracking against mlwf's W&B-compatible server over HTTP: auth, request validation,
 //! runs, file_stream semantics, run files, reads with filters, persistence.
 
-#[path = "common/server_harness.rs"]
-mod harness;
-
-use harness::{TestServer, KEY};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+
+use crate::util::{Fixture, KEY};
 
 const VIEWER: &str =
     "query Viewer { viewer { id entity username email flags teams { edges { node { name } } } } }";
@@ -17,7 +15,7 @@ fn history_line(step: i64) -> String {
 
 #[tokio::test]
 async fn wrong_or_missing_keys_get_401_and_write_nothing() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let upsert = json!({
         "query": "mutation { upsertBucket(input: {name: \"r1\", modelName: \"p\", entityName: \"e\"}) { inserted } }"
     });
@@ -58,7 +56,7 @@ async fn wrong_or_missing_keys_get_401_and_write_nothing() {
 
 #[tokio::test]
 async fn malformed_requests_get_errors_and_the_server_keeps_answering() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let cases = [
         json!({"query": "query {"}),
         json!({"query": "query { nosuch }"}),
@@ -111,7 +109,7 @@ async fn malformed_requests_get_errors_and_the_server_keeps_answering() {
 
 #[tokio::test]
 async fn graphql_features_aliases_fragments_typename_and_defaults() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({"displayName": "first"}))
         .await;
     let data = t
@@ -136,7 +134,7 @@ async fn graphql_features_aliases_fragments_typename_and_defaults() {
 
 #[tokio::test]
 async fn upsert_creates_then_updates_only_given_fields() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let created = t
         .upsert_run(
             "e",
@@ -166,7 +164,7 @@ async fn upsert_creates_then_updates_only_given_fields() {
         .await;
     assert_eq!(updated["inserted"], false);
     assert_eq!(updated["bucket"]["tags"], json!(["a", "b"]));
-    let run = t.run("e", "p", "r1", "notes group config").await;
+    let run = t.run_fields("e", "p", "r1", "notes group config").await;
     assert_eq!(run["notes"], "n");
     assert_eq!(run["group"], "g");
     assert_eq!(run["config"], "{\"lr\":{\"value\":0.2}}");
@@ -179,7 +177,7 @@ async fn upsert_creates_then_updates_only_given_fields() {
         json!({"id": id, "s": "{\"best\": 1}", "t": ["c"]}),
     )
     .await;
-    let run = t.run("e", "p", "r1", "summaryMetrics tags").await;
+    let run = t.run_fields("e", "p", "r1", "summaryMetrics tags").await;
     assert_eq!(run["summaryMetrics"], "{\"best\":1}");
     assert_eq!(run["tags"], json!(["c"]));
 
@@ -194,7 +192,7 @@ async fn upsert_creates_then_updates_only_given_fields() {
 
 #[tokio::test]
 async fn file_stream_is_idempotent_by_offset() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let chunk = json!({"files": {
         "wandb-history.jsonl": {"offset": 0, "content": [history_line(0), history_line(1)]},
@@ -215,7 +213,7 @@ async fn file_stream_is_idempotent_by_offset() {
     t.file_stream("e", "p", "r1", next).await;
 
     let run = t
-        .run(
+        .run_fields(
             "e",
             "p",
             "r1",
@@ -251,7 +249,7 @@ async fn file_stream_is_idempotent_by_offset() {
 
     // Forward paging over the console log.
     let page = t
-        .run(
+        .run_fields(
             "e",
             "p",
             "r1",
@@ -274,7 +272,7 @@ async fn file_stream_is_idempotent_by_offset() {
 
 #[tokio::test]
 async fn history_reads_page_sample_and_filter_by_step() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let mut content: Vec<String> = (0..100).map(history_line).collect();
     content[50] = json!({"_step": 50, "other": true}).to_string();
@@ -286,7 +284,7 @@ async fn history_reads_page_sample_and_filter_by_step() {
     )
     .await;
     let run = t
-        .run(
+        .run_fields(
             "e",
             "p",
             "r1",
@@ -330,7 +328,7 @@ async fn history_reads_page_sample_and_filter_by_step() {
 
 #[tokio::test]
 async fn run_states_follow_the_stream() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     for (name, exit) in [("ok", 0), ("bad", 1)] {
         t.upsert_run("e", "p", name, json!({})).await;
         let (status, _) = t
@@ -339,24 +337,33 @@ async fn run_states_follow_the_stream() {
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(
-        t.run("e", "p", "ok", "state exitcode").await,
+        t.run_fields("e", "p", "ok", "state exitcode").await,
         json!({"state": "finished", "exitcode": 0})
     );
-    assert_eq!(t.run("e", "p", "bad", "state").await["state"], "failed");
+    assert_eq!(
+        t.run_fields("e", "p", "bad", "state").await["state"],
+        "failed"
+    );
 
     t.upsert_run("e", "p", "pre", json!({})).await;
     t.file_stream("e", "p", "pre", json!({"preempting": true}))
         .await;
-    assert_eq!(t.run("e", "p", "pre", "state").await["state"], "preempting");
+    assert_eq!(
+        t.run_fields("e", "p", "pre", "state").await["state"],
+        "preempting"
+    );
     // A resumed run that streams again is running.
     t.file_stream("e", "p", "ok", json!({})).await;
-    assert_eq!(t.run("e", "p", "ok", "state").await["state"], "running");
+    assert_eq!(
+        t.run_fields("e", "p", "ok", "state").await["state"],
+        "running"
+    );
 
     // Stop: the flag is polled, answered in the stream, and the run ends killed.
     let run = t.upsert_run("e", "p", "stop-me", json!({})).await;
     let id = run["bucket"]["id"].as_str().unwrap();
     assert_eq!(
-        t.run("e", "p", "stop-me", "stopped").await["stopped"],
+        t.run_fields("e", "p", "stop-me", "stopped").await["stopped"],
         false
     );
     t.gql(
@@ -381,7 +388,10 @@ async fn run_states_follow_the_stream() {
         json!({"complete": true, "exitcode": 255}),
     )
     .await;
-    assert_eq!(t.run("e", "p", "stop-me", "state").await["state"], "killed");
+    assert_eq!(
+        t.run_fields("e", "p", "stop-me", "state").await["state"],
+        "killed"
+    );
 
     // The public API's state changes.
     t.gql(
@@ -390,7 +400,7 @@ async fn run_states_follow_the_stream() {
     )
     .await;
     assert_eq!(
-        t.run("e", "p", "stop-me", "state").await["state"],
+        t.run_fields("e", "p", "stop-me", "state").await["state"],
         "pending"
     );
 
@@ -409,7 +419,7 @@ async fn run_states_follow_the_stream() {
 
 #[tokio::test]
 async fn resume_status_reports_offsets_and_config() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let query = "query RunResumeStatus($project: String, $entity: String, $name: String!) {
         model(name: $project, entityName: $entity) { id name entity { id name }
           bucket(name: $name, missingOk: true) { id name summaryMetrics displayName logLineCount
@@ -440,7 +450,7 @@ async fn resume_status_reports_offsets_and_config() {
 
 #[tokio::test]
 async fn run_files_upload_and_download_through_signed_urls() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let created = t
         .gql(
@@ -472,7 +482,7 @@ async fn run_files_upload_and_download_through_signed_urls() {
     );
 
     let listing = t
-        .run(
+        .run_fields(
             "e",
             "p",
             "r1",
@@ -512,7 +522,7 @@ async fn run_files_upload_and_download_through_signed_urls() {
     assert!(message.contains("invalid run file name"), "{message}");
 }
 
-async fn make_runs(t: &TestServer) {
+async fn make_runs(t: &Fixture) {
     let runs = [
         (
             "a",
@@ -552,7 +562,7 @@ async fn make_runs(t: &TestServer) {
     }
 }
 
-async fn run_names(t: &TestServer, filters: Value, order: &str) -> Vec<String> {
+async fn run_names(t: &Fixture, filters: Value, order: &str) -> Vec<String> {
     let data = t
         .gql(
             "query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50, $order: String, $filters: JSONString) {
@@ -575,7 +585,7 @@ async fn run_names(t: &TestServer, filters: Value, order: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn runs_filter_order_and_page() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     make_runs(&t).await;
     let cases = [
         (
@@ -669,7 +679,7 @@ async fn runs_filter_order_and_page() {
 
 #[tokio::test]
 async fn data_survives_a_restart() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({"tags": ["keep"]}))
         .await;
     t.file_stream(
@@ -694,7 +704,7 @@ async fn data_survives_a_restart() {
 
     let t = t.restart().await;
     let run = t
-        .run(
+        .run_fields(
             "e",
             "p",
             "r1",
@@ -715,7 +725,7 @@ async fn data_survives_a_restart() {
 
 #[tokio::test]
 async fn alerts_are_stored_and_repeats_inside_the_window_suppressed() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     t.upsert_run("e", "p", "r1", json!({})).await;
     let alert = "mutation NotifyScriptableRunAlert($title: String!, $wait: Duration) {
         notifyScriptableRunAlert(input: {entityName: \"e\", projectName: \"p\", runName: \"r1\", title: $title,

@@ -16,7 +16,7 @@ use mlwf::train::device::{select, Precision, Selected};
 use mlwf::train::model::{Gpt, ModelConfig, NamedTensor};
 use mlwf::train::optim::{lr_at, AdamW};
 
-use crate::*;
+use super::*;
 
 /// The GPU backend when `MLWF_GPU_TESTS=1`; `None` (the test skips) otherwise. With the opt-in
 /// a GPU that cannot be opened fails the test: the run was promised one.

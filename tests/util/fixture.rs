@@ -1,46 +1,117 @@
-//! Starts mlwf's W&B-compatible server on a loopback port with a scratch data directory and
-//! talks to it over HTTP, as clients do.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+//! The one fixture: mlwf's W&B-compatible server on a free loopback port over a scratch
+//! directory, accepting [`KEY`], with mlwf's client of it and raw HTTP for what a client
+//! would not send.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use mlwf::sdk::official_sdk_command;
 use mlwf::server::{start_with, RunningServer, ServerOptions, Tuning};
+use mlwf::wandb::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-pub const KEY: &str = "local-TestKeyTestKeyTestKeyTestKeyTestKey0123456789";
+use super::{settings, KEY};
 
-pub struct TestServer {
+/// The entity and project of [`Fixture::client`] (and of [`super::settings`]).
+pub const ENTITY: &str = "testent";
+pub const PROJECT: &str = "proj";
+
+pub struct Fixture {
     pub server: RunningServer,
     pub dir: tempfile::TempDir,
+    /// mlwf's client: entity [`ENTITY`], project [`PROJECT`], downloads cached in the fixture.
+    pub client: Client,
     pub http: reqwest::Client,
 }
 
-impl TestServer {
-    pub async fn start() -> TestServer {
+impl Fixture {
+    pub async fn start() -> Fixture {
         Self::start_tuned(Tuning::default()).await
     }
 
-    pub async fn start_tuned(tuning: Tuning) -> TestServer {
+    pub async fn start_tuned(tuning: Tuning) -> Fixture {
         let dir = tempfile::tempdir().expect("temp dir");
         let server = launch(dir.path(), tuning).await;
-        TestServer {
+        Self::around(server, dir)
+    }
+
+    fn around(server: RunningServer, dir: tempfile::TempDir) -> Fixture {
+        let mut settings = settings(server.base_url());
+        settings.cache_dir = dir.path().join("wandb-cache");
+        let client = Client::new(settings).expect("client");
+        Fixture {
             server,
             dir,
+            client,
             http: reqwest::Client::new(),
         }
     }
 
     /// Stops the server and starts a new one on the same data directory.
-    pub async fn restart(self) -> TestServer {
-        let TestServer { server, dir, http } = self;
+    pub async fn restart(self) -> Fixture {
+        let Fixture { server, dir, .. } = self;
         server.shutdown().await;
         let server = launch(dir.path(), Tuning::default()).await;
-        TestServer { server, dir, http }
+        Self::around(server, dir)
+    }
+
+    /// Stops the server after its in-flight requests.
+    pub async fn shutdown(self) {
+        self.server.shutdown().await;
+    }
+
+    /// A scratch folder `name` inside the fixture, created.
+    pub fn path(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(&path).expect("scratch dir");
+        path
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server.base_url())
+    }
+
+    /// `python tests/python/<script>` with the official SDK pointed at this server (entity
+    /// [`ENTITY`], project [`PROJECT`], every file under the fixture) and its timers short, so a
+    /// script takes seconds.
+    pub fn sdk(&self, python: &Path, script: &str) -> tokio::process::Command {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/python")
+            .join(script);
+        let mut command = official_sdk_command(
+            python,
+            &script,
+            self.server.base_url(),
+            KEY,
+            &self.path("sdk"),
+        )
+        .expect("the SDK's directories");
+        command
+            .env("WANDB_ENTITY", ENTITY)
+            .env("WANDB_PROJECT", PROJECT)
+            .env("WANDB_X_FILE_STREAM_TRANSMIT_INTERVAL", "0.5")
+            .env("WANDB_X_STATS_SAMPLING_INTERVAL", "1");
+        command
+    }
+
+    /// Runs [`Fixture::sdk`] with `args`, which must succeed; its last stdout line, as JSON.
+    pub async fn sdk_json(&self, python: &Path, script: &str, args: &[&str]) -> Value {
+        let output = self
+            .sdk(python, script)
+            .args(args)
+            .output()
+            .await
+            .expect("run python");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{script} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let last = stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last)
+            .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
     }
 
     /// A GraphQL request with a chosen key (`None`: no Authorization header).
@@ -113,7 +184,7 @@ impl TestServer {
     }
 
     /// Reads a run's fields by GraphQL (`fields` is a selection set body).
-    pub async fn run(&self, entity: &str, project: &str, name: &str, fields: &str) -> Value {
+    pub async fn run_fields(&self, entity: &str, project: &str, name: &str, fields: &str) -> Value {
         let data = self
             .gql(
                 &format!(
@@ -128,9 +199,15 @@ impl TestServer {
 }
 
 async fn launch(dir: &Path, tuning: Tuning) -> RunningServer {
+    local_server(&dir.join("server"), tuning).await
+}
+
+/// The one way the suite starts mlwf's server: on a free loopback port over `data_dir`,
+/// accepting [`KEY`].
+pub async fn local_server(data_dir: &Path, tuning: Tuning) -> RunningServer {
     start_with(
         ServerOptions {
-            data_dir: dir.to_path_buf(),
+            data_dir: data_dir.to_owned(),
             api_keys: vec![KEY.to_owned()],
         },
         "127.0.0.1:0".parse().expect("address"),

@@ -1,18 +1,16 @@
 //! W&B Launch run queues against mlwf's W&B-compatible server: queues and resource configs,
 //! push, pop (priority, FIFO, lease), ack, fail, warnings, agents.
 
-#[path = "common/server_harness.rs"]
-mod harness;
-
 use std::time::Duration;
 
-use harness::TestServer;
 use mlwf::server::Tuning;
 use serde_json::{json, Value};
 
+use crate::util::Fixture;
+
 const PROJECT: &str = "model-registry";
 
-async fn create_queue(t: &TestServer, name: &str, prioritized: bool) -> String {
+async fn create_queue(t: &Fixture, name: &str, prioritized: bool) -> String {
     let config = t
         .gql(
             "mutation($input: CreateDefaultResourceConfigInput!) {
@@ -43,7 +41,7 @@ async fn create_queue(t: &TestServer, name: &str, prioritized: bool) -> String {
         .to_owned()
 }
 
-async fn push(t: &TestServer, queue: &str, spec: Value, priority: Option<i64>) -> Value {
+async fn push(t: &Fixture, queue: &str, spec: Value, priority: Option<i64>) -> Value {
     let data = t
         .gql(
             "mutation($input: PushToRunQueueByNameInput!) { pushToRunQueueByName(input: $input) { runQueueItemId runSpec } }",
@@ -55,7 +53,7 @@ async fn push(t: &TestServer, queue: &str, spec: Value, priority: Option<i64>) -
     data["pushToRunQueueByName"].clone()
 }
 
-async fn pop(t: &TestServer, queue: &str, agent: Option<&str>) -> Value {
+async fn pop(t: &Fixture, queue: &str, agent: Option<&str>) -> Value {
     let data = t
         .gql(
             "mutation($input: PopFromRunQueueInput!) { popFromRunQueue(input: $input) { runQueueItemId runSpec } }",
@@ -65,7 +63,7 @@ async fn pop(t: &TestServer, queue: &str, agent: Option<&str>) -> Value {
     data["popFromRunQueue"].clone()
 }
 
-async fn ack(t: &TestServer, item: &Value, run: &str) -> bool {
+async fn ack(t: &Fixture, item: &Value, run: &str) -> bool {
     let data = t
         .gql(
             "mutation($input: AckRunQueueItemInput!) { ackRunQueueItem(input: $input) { success } }",
@@ -75,7 +73,7 @@ async fn ack(t: &TestServer, item: &Value, run: &str) -> bool {
     data["ackRunQueueItem"]["success"].as_bool().unwrap()
 }
 
-async fn items(t: &TestServer, queue: &str) -> Vec<Value> {
+async fn items(t: &Fixture, queue: &str) -> Vec<Value> {
     let data = t
         .gql(
             "query($q: String!) { project(entityName: \"e\", name: \"model-registry\") {
@@ -93,7 +91,7 @@ async fn items(t: &TestServer, queue: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn queues_push_pop_ack_fail_and_agents() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let queue_id = create_queue(&t, "gpu", true).await;
     let listed = t
         .gql(
@@ -257,7 +255,7 @@ async fn queues_push_pop_ack_fail_and_agents() {
 
 #[tokio::test]
 async fn unacked_items_return_to_the_queue_after_the_lease() {
-    let t = TestServer::start_tuned(Tuning {
+    let t = Fixture::start_tuned(Tuning {
         queue_lease: Duration::from_millis(300),
     })
     .await;
@@ -288,7 +286,7 @@ async fn unacked_items_return_to_the_queue_after_the_lease() {
 
 #[tokio::test]
 async fn upsert_and_delete_queues_and_read_resource_configs() {
-    let t = TestServer::start().await;
+    let t = Fixture::start().await;
     let upserted = t
         .gql(
             "mutation($input: UpsertRunQueueInput!) { upsertRunQueue(input: $input) { success configSchemaValidationErrors } }",

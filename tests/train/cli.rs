@@ -2,17 +2,16 @@
 //! mlwf's W&B-compatible server on loopback, read back through `mlwf results summary --json`
 //! and mlwf's client.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use mlwf::server::RunningServer;
-use mlwf::wandb::{ArtifactRef, Client, Row};
+use mlwf::wandb::{ArtifactRef, Row};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
+
+use crate::util;
 
 const ENTITY: &str = "testent";
 const PROJECT: &str = "train";
@@ -35,21 +34,20 @@ const QUICK: &[&str] = &[
     "train.sample_count=4",
 ];
 
-struct Fixture {
-    server: RunningServer,
-    dir: tempfile::TempDir,
-    client: Client,
+/// The shared fixture, with the binary pointed at its server.
+struct Fixture(util::Fixture);
+
+impl std::ops::Deref for Fixture {
+    type Target = util::Fixture;
+
+    fn deref(&self) -> &util::Fixture {
+        &self.0
+    }
 }
 
 impl Fixture {
     async fn start() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (server, client) = common::local_server(dir.path()).await;
-        Fixture {
-            server,
-            dir,
-            client,
-        }
+        Fixture(util::Fixture::start().await)
     }
 
     fn work_dir(&self) -> PathBuf {
@@ -60,23 +58,17 @@ impl Fixture {
 
     /// `mlwf ARGS` pointed at this server, with `extra` environment variables.
     fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_mlwf"));
-        command.current_dir(self.work_dir()).args(args);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("WANDB_") || name == "MLWF_FAULT" {
-                command.env_remove(name);
-            }
-        }
+        let mut command = util::mlwf_async(&self.work_dir());
+        command.args(args);
         let cache = self.dir.path().join("data-cache");
         command
             .env("WANDB_BASE_URL", self.server.base_url())
-            .env("WANDB_API_KEY", common::KEY)
+            .env("WANDB_API_KEY", util::KEY)
             .env("WANDB_ENTITY", ENTITY)
             .env("WANDB_PROJECT", PROJECT)
             .env("MLWF_DATA_CACHE", cache)
             .env("MLWF_LOG", "warn")
-            .envs(extra.iter().copied())
-            .kill_on_drop(true);
+            .envs(extra.iter().copied());
         command
     }
 
@@ -279,7 +271,7 @@ async fn a_run_records_every_tracked_key_and_finishes() {
         .await
         .expect("dataset artifact");
     assert_eq!(dataset.metadata["dataset.sha256"], config["dataset.sha256"]);
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,7 +302,7 @@ async fn same_seed_same_curve_and_resume_continues_it() {
         config["resumed_from"],
         json!(format!("artifact:{ENTITY}/{PROJECT}/model-{a}:v0"))
     );
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,7 +331,7 @@ async fn launch_environment_overrides_reach_the_run() {
     assert_eq!(run["config"]["optim.learning_rate"], 0.002);
     assert_eq!(run["config"]["train.seed"], 7);
     assert_ne!(run["config"]["branch"], "someone-else");
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -376,7 +368,7 @@ async fn a_panic_and_a_diverging_loss_each_end_in_a_failed_run() {
         log.contains("training diverged") && log.contains("loss is"),
         "{log}"
     );
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +429,7 @@ async fn sigterm_saves_a_checkpoint_and_finishes_the_run() {
     };
     let checkpoint = fx.client.artifact(&latest).await.expect("checkpoint");
     assert!(checkpoint.metadata["step"].as_u64().unwrap() >= 10);
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,13 +442,13 @@ async fn bad_config_is_a_clear_error_before_any_run() {
         stderr.contains("must be a multiple of model.n_head"),
         "{stderr}"
     );
-    assert!(!stderr.contains(common::KEY));
+    assert!(!stderr.contains(util::KEY));
     let runs = fx
         .client
         .runs(ENTITY, PROJECT, &mlwf::wandb::RunQuery::new())
         .await;
     assert!(runs.map(|r| r.is_empty()).unwrap_or(true));
-    fx.server.shutdown().await;
+    fx.0.shutdown().await;
 }
 
 /// The README's main command: the embedded store, built-in data, CPU. The tiny preset's loss
@@ -465,14 +457,8 @@ async fn bad_config_is_a_clear_error_before_any_run() {
 async fn tiny_learns_addition_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
     let mlwf = |args: &[&str]| {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mlwf"));
-        command.current_dir(dir.path()).args(args);
-        for (name, _) in std::env::vars() {
-            if name.starts_with("WANDB_") || name == "MLWF_FAULT" {
-                command.env_remove(name);
-            }
-        }
-        command
+        util::mlwf(dir.path())
+            .args(args)
             .env("MLWF_DATA_CACHE", dir.path().join("cache"))
             .output()
             .expect("run mlwf")
@@ -537,6 +523,6 @@ async fn analyze_reports_on_runs_the_trainer_recorded() {
         "{report}"
     );
     assert!(report.contains("101"), "{report}");
-    assert!(!report.contains(common::KEY), "{report}");
-    fx.server.shutdown().await;
+    assert!(!report.contains(util::KEY), "{report}");
+    fx.0.shutdown().await;
 }

@@ -1,0 +1,14 @@
+//! The integration suite: one test binary, so the crate is linked once. Each area of the code has
+//! a module here, and they share `util` (one fixture, one key, the binary with a clean
+//! environment). Run one area with `cargo test --test integration wandb::`.
+
+#[macro_use]
+mod util;
+
+mod analyze;
+mod cli;
+mod interop;
+mod server;
+mod train;
+mod wandb;
+mod workflows;
