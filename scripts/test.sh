@@ -21,5 +21,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+# The product as released: without the test scaffolding (the `testkit` feature).
+cargo clippy --no-default-features --locked -- -D warnings
 echo "==> cargo test"
 cargo test --all-targets --locked

@@ -1,4 +1,5 @@
-//! Command-line definitions (clap) and dispatch. Each command's work lives in its own module.
+//! Command-line definitions (clap) and dispatch. Each subcommand's file in `commands/` turns
+//! these into typed settings; nothing below `commands/` sees a clap type.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::BackendOptions;
+use crate::analyze::compare::Direction;
+use crate::commands;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -16,7 +18,7 @@ use crate::backend::BackendOptions;
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub backend: BackendArgs,
+    pub store: StoreArgs,
 
     /// Log filter (tracing syntax), e.g. `debug` or `mlwf=trace`.
     #[arg(long, global = true, env = "MLWF_LOG", default_value = "info")]
@@ -27,20 +29,21 @@ pub struct Cli {
 }
 
 /// Where runs live: a W&B server (when `WANDB_API_KEY` or `WANDB_BASE_URL` is set) or the
-/// embedded local store.
+/// embedded local store. Each setting is taken from the flag, else the environment, else a
+/// config file (`run.project` for `mlwf train`), else the default.
 #[derive(Debug, Args, Clone)]
-pub struct BackendArgs {
-    /// W&B entity (user or team); defaults to the API key's default entity.
-    #[arg(long, global = true, env = "WANDB_ENTITY")]
+pub struct StoreArgs {
+    /// W&B entity (user or team) [env: WANDB_ENTITY]; default: the API key's default entity.
+    #[arg(long, global = true)]
     pub entity: Option<String>,
 
-    /// W&B project.
-    #[arg(long, global = true, env = "WANDB_PROJECT", default_value = "mlwf")]
-    pub project: String,
+    /// W&B project [env: WANDB_PROJECT] [default: mlwf].
+    #[arg(long, global = true)]
+    pub project: Option<String>,
 
-    /// Directory of the embedded store used when no W&B server is configured
+    /// Directory of the embedded store used when no W&B server is configured [env: MLWF_STORE]
     /// (default: `.mlwf/` at the root of the current git repository, else the current directory).
-    #[arg(long, global = true, env = "MLWF_STORE")]
+    #[arg(long, global = true)]
     pub store: Option<PathBuf>,
 }
 
@@ -130,7 +133,7 @@ pub struct AnalyzeArgs {
     pub metric: String,
     /// Which way the primary metric improves.
     #[arg(long, env = "MLWF_DIRECTION", value_enum, default_value = "lower")]
-    pub direction: crate::analyze::compare::Direction,
+    pub direction: Direction,
     /// Relative change treated as noise when the baseline has a single seed (0.01 = 1%); with
     /// several seeds the band is at least twice their standard deviation.
     #[arg(long, env = "MLWF_NOISE_THRESHOLD", default_value_t = 0.01)]
@@ -230,47 +233,16 @@ pub struct BenchLogArgs {
     pub python: PathBuf,
 }
 
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing(&cli.log);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let backend = BackendOptions::from(cli.backend);
+/// Runs the command; `main` owns the process exit.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = &cli.store;
     match cli.command {
-        Command::Train(args) => return crate::train::trainer::run_cli(&backend, args).await,
-        Command::Server(args) => crate::server::run_cli(args).await?,
+        Command::Train(args) => commands::train::run(store, args).await,
+        Command::Server(args) => commands::server::run(args).await,
         Command::Results(ResultsCommand::Summary(args)) => {
-            crate::results::summary(&backend, args).await?
+            commands::results::summary(store, args).await
         }
-        Command::Bench(BenchCommand::Log(args)) => crate::bench::log(args).await?,
-        Command::Bench(BenchCommand::Train(args)) => crate::bench::train(args)?,
-        Command::Bench(BenchCommand::Analyze(args)) => crate::bench::analyze(args).await?,
-        Command::Analyze(args) => crate::analyze::main(&backend, *args).await?,
+        Command::Bench(command) => commands::bench::run(command).await,
+        Command::Analyze(args) => commands::analyze::run(store, *args).await,
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
 }

@@ -1,17 +1,19 @@
 //! mlwf: the machine-learning experiment loop on Weights & Biases and GitHub.
 //!
-//! Layout: `wandb` is the W&B client every other part talks through, `server` the local
-//! W&B-compatible server (also the embedded default), `backend` picks between the two,
-//! `results` reads runs back, `analyze` reports finished runs to GitHub (through `github`),
-//! `bench` measures, and `cli` holds the clap definitions.
+//! The folders are the architecture (see `docs/architecture.md`), in floors whose imports only
+//! point down: `cli` (clap) → `commands` (one file per subcommand: settings resolved once) →
+//! `train`, `analyze`, `bench` → `connect` (a W&B server or the embedded store) → `wandb` (the
+//! client), `server` (the W&B-compatible server), `github`. `testkit` holds test scaffolding,
+//! behind its feature.
 
 pub mod analyze;
-pub mod backend;
 pub mod bench;
 pub mod cli;
+pub mod commands;
+pub mod connect;
 pub mod github;
-pub mod results;
-pub mod sdk;
 pub mod server;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod train;
 pub mod wandb;

@@ -11,13 +11,14 @@ use std::time::Duration;
 use mlwf::analyze::compare::Judging;
 use mlwf::analyze::event::{parse_event, Dispatch};
 use mlwf::analyze::facts::Project;
-use mlwf::analyze::llm::{fake::FakeClaude, Claude};
+use mlwf::analyze::llm::Claude;
 use mlwf::analyze::redact::Redactor;
-use mlwf::analyze::synthetic::{log_run, SyntheticRun};
 use mlwf::analyze::{Options, Outcome, REPORTED_TAG};
 use mlwf::github::actions::Actions;
-use mlwf::github::fake::FakeGitHub;
 use mlwf::github::GitHub;
+use mlwf::testkit::claude::FakeClaude;
+use mlwf::testkit::github::FakeGitHub;
+use mlwf::testkit::synthetic::{log_run, SyntheticRun};
 
 use crate::util::{self, ENTITY, PROJECT};
 

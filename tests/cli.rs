@@ -1,7 +1,7 @@
 //! The `mlwf` binary end to end: backend choice, `results summary`, and clear errors.
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use mlwf::server::Tuning;
 use mlwf::wandb::{Client, RunSpec};
@@ -134,4 +134,45 @@ fn a_base_url_without_a_key_says_what_to_do() {
         "{}",
         stderr(&output)
     );
+}
+
+/// An unset GitHub secret expands to "": the error names the empty key, not `WANDB_BASE_URL`,
+/// which the user never set.
+#[test]
+fn an_empty_api_key_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = mlwf(
+        dir.path(),
+        &["results", "summary", "--run", "abc"],
+        &[("WANDB_API_KEY", "")],
+    );
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(
+        err.contains("WANDB_API_KEY is set in the environment but empty"),
+        "{err}"
+    );
+    assert!(!err.contains("WANDB_BASE_URL"), "{err}");
+}
+
+/// `mlwf results summary ... | head -1`: the reader closing the pipe ends the command quietly,
+/// with status 0, as it does for any Unix filter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join(".mlwf");
+    let id = seed_run(&store.join("server"), "feat-x", 2.0).await;
+    let mut child = util::mlwf(dir.path())
+        .args(["--store", store.to_str().unwrap(), "results", "summary"])
+        .args(["--run", &id, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mlwf");
+    // The reader is gone before the command has opened the store, let alone printed.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("mlwf ends");
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
 }

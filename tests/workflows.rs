@@ -251,8 +251,8 @@ async fn release_server(archive: Vec<u8>, checksum: String) -> String {
             },
         ),
     );
-    let (listener, url) = mlwf::github::fake::bind_loopback().await.unwrap();
-    mlwf::github::fake::serve(listener, app);
+    let (listener, url) = mlwf::testkit::bind_loopback().await.unwrap();
+    mlwf::testkit::serve(listener, app);
     url
 }
 

@@ -21,7 +21,6 @@ pub mod llm;
 pub mod markdown;
 pub mod redact;
 pub mod report;
-pub mod synthetic;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -29,10 +28,8 @@ use std::collections::BTreeMap;
 use anyhow::{anyhow, bail, Context};
 use serde_json::json;
 
-use crate::backend::{self, BackendOptions};
-use crate::cli::AnalyzeArgs;
 use crate::github::actions::{self, Actions};
-use crate::github::{upsert_sticky, GitHub, Repo};
+use crate::github::{upsert_sticky, GitHub};
 use crate::wandb::{RunInfo, RunQuery};
 use compare::{Judging, Verdict, LABELS};
 use event::Dispatch;
@@ -80,115 +77,6 @@ pub struct Reported {
     pub comment_url: Option<String>,
     /// The markdown of this run's group (the comment, or what went to the job summary).
     pub markdown: String,
-}
-
-/// `mlwf analyze` from the command line.
-pub async fn main(backend_options: &BackendOptions, args: AnalyzeArgs) -> anyhow::Result<()> {
-    let dispatch = match &args.event {
-        Some(path) if path.as_os_str().is_empty() => Dispatch::default(),
-        Some(path) => event::read_event(path)?,
-        None => Dispatch::default(),
-    };
-    for warning in &dispatch.warnings {
-        tracing::warn!("{warning}");
-    }
-    if let Some(run) = &args.run {
-        event::check_run_id(run)?;
-    }
-    let connection = backend::connect(backend_options).await?;
-    let settings = connection.client.settings();
-    let mut secrets: Vec<String> = Vec::new();
-    secrets.extend(
-        settings
-            .api_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
-    );
-    secrets.extend(args.github_token.clone());
-    secrets.extend(args.anthropic_api_key.clone());
-    if std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true") {
-        secrets.iter().for_each(|s| actions::add_mask(s));
-    }
-    let project = Project {
-        client: connection.client.clone(),
-        entity: connection.entity.clone(),
-        project: connection.project.clone(),
-        ui_url: args
-            .wandb_ui_url
-            .clone()
-            .unwrap_or_else(|| facts::ui_url_for(settings.base_url.as_str())),
-    };
-    for (what, said, used) in [
-        ("entity", &dispatch.entity, &project.entity),
-        ("project", &dispatch.project, &project.project),
-    ] {
-        if said.as_ref().is_some_and(|s| s != used) {
-            tracing::warn!(
-                "the dispatch names {what} {said:?} but mlwf is configured for {used:?}; using {used:?}"
-            );
-        }
-    }
-    let github = if args.dry_run {
-        None
-    } else {
-        let token = args
-            .github_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run")
-            })?;
-        let repo: Repo = args
-            .repo
-            .as_deref()
-            .ok_or_else(|| anyhow!("no repository: set GITHUB_REPOSITORY (or --repo owner/name)"))?
-            .parse()?;
-        Some(GitHub::new(&args.github_api_url, token, repo)?)
-    };
-    let claude = match (&args.llm, args.anthropic_api_key.as_deref()) {
-        (true, Some(key)) if !key.is_empty() => {
-            Some(Claude::new(&args.anthropic_api_url, key, &args.llm_model)?)
-        }
-        (true, _) => {
-            tracing::info!("ANTHROPIC_API_KEY is not set; failure reports go without a narrative");
-            None
-        }
-        (false, _) => None,
-    };
-    let options = Options {
-        judging: Judging {
-            metric: args.metric.clone(),
-            direction: args.direction,
-            noise_threshold: args.noise_threshold,
-        },
-        baseline_branch: args.baseline_branch.clone(),
-        run: args.run.clone(),
-        dispatch,
-        max_runs: args.max_runs,
-        github,
-        claude,
-        actions: Actions {
-            step_summary: args.step_summary.clone(),
-            output: args.output.clone(),
-        },
-        redactor: Redactor::new(secrets),
-    };
-    let outcome = run(&project, &options).await;
-    connection.close().await;
-    let outcome = outcome?;
-    if args.dry_run {
-        let mut printed = Vec::new();
-        for report in &outcome.reports {
-            if !printed.contains(&report.markdown) {
-                println!("{}", report.markdown);
-                printed.push(report.markdown.clone());
-            }
-        }
-    }
-    if outcome.reports.is_empty() {
-        eprintln!("mlwf: no finished run left to report");
-    }
-    Ok(())
 }
 
 /// Reports every run that needs it. A run whose report fails stays unreported (and untagged)

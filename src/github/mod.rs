@@ -6,7 +6,6 @@
 //! versions that add or drop unrelated fields do not break it.
 
 pub mod actions;
-pub mod fake;
 mod sticky;
 
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! files, artifacts and alerts to it, read them back, and drive W&B Launch run queues, as if it
 //! were W&B. Data lives in one directory (SQLite database plus file bodies).
 //!
-//! Used two ways: `mlwf server` (see [`run_cli`]) and embedded in-process ([`start`]) when the
-//! user has no W&B account.
+//! Used two ways: `mlwf server` (`commands/server.rs`) and embedded in-process ([`start`]) when
+//! the user has no W&B account.
 
 mod auth;
 mod filter;
@@ -21,8 +21,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-use crate::cli::ServerArgs;
 
 pub use auth::generate_key;
 pub use graphql::DEFAULT_ENTITY;
@@ -159,42 +157,8 @@ pub async fn start_with(
     })
 }
 
-/// `mlwf server`: serves until Ctrl-C or SIGTERM. Without `--api-key`, uses the key stored in
-/// the data directory, making one on first start.
-pub async fn run_cli(args: ServerArgs) -> anyhow::Result<()> {
-    let (api_keys, generated) = if args.api_keys.is_empty() {
-        let data = args.data.clone();
-        let key = tokio::task::spawn_blocking(move || stored_api_key(&data)).await??;
-        (vec![key], true)
-    } else {
-        (args.api_keys, false)
-    };
-    let server = start(
-        ServerOptions {
-            data_dir: args.data.clone(),
-            api_keys,
-        },
-        args.listen,
-    )
-    .await?;
-    println!("mlwf server: {}", server.base_url());
-    println!("data: {}", args.data.display());
-    if generated {
-        // Printing the key is the point of generating it: the user needs it for WANDB_API_KEY.
-        println!("API key: {}", server.api_key());
-        println!(
-            "use it with: WANDB_BASE_URL={} WANDB_API_KEY=<the key above>",
-            server.base_url()
-        );
-    }
-    shutdown_signal().await?;
-    println!("stopping");
-    server.shutdown().await;
-    Ok(())
-}
-
 /// The key in `DATA/api-key`, created (mode 0600) if absent.
-fn stored_api_key(data_dir: &Path) -> anyhow::Result<String> {
+pub fn stored_api_key(data_dir: &Path) -> anyhow::Result<String> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let path = data_dir.join(API_KEY_FILE);
@@ -217,7 +181,8 @@ fn stored_api_key(data_dir: &Path) -> anyhow::Result<String> {
     }
 }
 
-async fn shutdown_signal() -> anyhow::Result<()> {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

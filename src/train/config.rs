@@ -118,7 +118,7 @@ pub struct DataSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSection {
-    /// W&B project; unset uses `--project`. `WANDB_PROJECT` in the environment wins.
+    /// W&B project, used when neither `--project` nor `WANDB_PROJECT` names one.
     pub project: Option<String>,
     pub tags: Vec<String>,
     pub notes: Option<String>,

@@ -5,15 +5,13 @@
 //! run with its state, exit code and console log, which is what the PR report diagnoses.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
-use crate::backend::{self, BackendOptions, Connection, Purpose};
-use crate::cli::TrainArgs;
+use crate::connect::{self, Purpose, Store, StoreSettings};
 use crate::train::backend::Backend;
 use crate::train::config::{DatasetSpec, TrainConfig};
 use crate::train::cpu::CpuBackend;
@@ -34,27 +32,35 @@ use crate::wandb::{ArtifactSpec, Row, Run, RunSpec};
 /// The predictions table's history key.
 pub const PREDICTIONS_KEY: &str = "val/predictions";
 
-/// Runs `mlwf train` and returns the process exit code: 0 finished, 1 failed, 101 panicked,
-/// 130 interrupted, 143 terminated (preempted).
-pub async fn run_cli(options: &BackendOptions, args: TrainArgs) -> Result<ExitCode> {
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let mut sets = args.set;
-    if let Some(device) = args.device {
-        sets.push(format!("train.device={device}"));
-    }
-    let config = TrainConfig::load(args.preset.as_deref(), args.config.as_deref(), &sets, env)?;
-    let fault = Fault::from_env(env("MLWF_FAULT").as_deref())?;
-    let mut options = options.clone();
-    if let (None, Some(project)) = (env("WANDB_PROJECT"), &config.run.project) {
-        options.project = project.clone();
-    }
-    let connection = backend::connect_for(&options, Purpose::Training).await?;
-    let result = train(&connection, config, fault).await;
-    connection.close().await;
+/// What one training run needs, resolved by `commands/train.rs`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config: TrainConfig,
+    pub store: StoreSettings,
+    /// Local checkpoints go to `<checkpoints>/<run id>/latest`.
+    pub checkpoints: PathBuf,
+    /// Where downloaded datasets and checkpoints are kept.
+    pub data_cache: PathBuf,
+    pub fault: Fault,
+}
+
+/// Trains as `settings` say and returns the process exit code: 0 finished, 1 failed, 101
+/// panicked, 130 interrupted, 143 terminated (preempted).
+pub async fn run(settings: Settings) -> Result<u8> {
+    let store = connect::open(&settings.store, Purpose::Training).await?;
+    let result = train(&store, settings).await;
+    store.close().await;
     result
 }
 
-async fn train(connection: &Connection, config: TrainConfig, fault: Fault) -> Result<ExitCode> {
+async fn train(store: &Store, settings: Settings) -> Result<u8> {
+    let Settings {
+        config,
+        checkpoints,
+        data_cache,
+        fault,
+        ..
+    } = settings;
     let console = Arc::new(Console::new());
     let cwd = std::env::current_dir().context("reading the current directory")?;
     let git = GitFacts::of(&cwd);
@@ -68,11 +74,11 @@ async fn train(connection: &Connection, config: TrainConfig, fault: Fault) -> Re
     ] {
         run_config.insert(key.into(), value);
     }
-    let run = connection
+    let run = store
         .client
         .start_run(RunSpec {
-            entity: Some(connection.entity.clone()),
-            project: Some(connection.project.clone()),
+            entity: Some(store.entity.clone()),
+            project: Some(store.project.clone()),
             notes: config.run.notes.clone(),
             tags: config.run.tags.clone(),
             job_type: Some("train".into()),
@@ -81,7 +87,7 @@ async fn train(connection: &Connection, config: TrainConfig, fault: Fault) -> Re
             ..RunSpec::default()
         })
         .await
-        .with_context(|| format!("starting a run on the {}", connection.backend))?;
+        .with_context(|| format!("starting a run on the {}", store.location))?;
     let run = Arc::new(run);
     console.attach(run.clone());
     console.out(format!(
@@ -89,37 +95,41 @@ async fn train(connection: &Connection, config: TrainConfig, fault: Fault) -> Re
         run.entity(),
         run.project(),
         run.id(),
-        connection.backend
+        store.location
     ));
 
     let started = Instant::now();
     let setup = Setup {
         config,
+        checkpoints,
+        data_cache,
         git,
         run: run.clone(),
         console: console.clone(),
-        connection,
+        store,
         fault,
     };
     let end = guard::supervise(run.clone(), console.clone(), |cancel| setup.train(cancel)).await;
     console.finish_progress();
-    print_summary(connection, &run, &end, started.elapsed());
+    print_summary(store, &run, &end, started.elapsed());
     // The guard has reported how training ended (in the console and the run's log). A run the
     // server could not finish may have lost data there, which is a failure of the command.
     let code = match (end.exit_code, &end.finish_error) {
         (0, Some(_)) => 1,
         (code, _) => code,
     };
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 /// Everything the supervised part of a run starts from.
 struct Setup<'a> {
     config: TrainConfig,
+    checkpoints: PathBuf,
+    data_cache: PathBuf,
     git: GitFacts,
     run: Arc<Run>,
     console: Arc<Console>,
-    connection: &'a Connection,
+    store: &'a Store,
     fault: Fault,
 }
 
@@ -127,24 +137,19 @@ impl Setup<'_> {
     /// Loads the data, builds (or resumes) the model on the chosen device and trains it.
     async fn train(self, cancel: Cancel) -> Result<Row> {
         let config = &self.config;
-        let env = |name: &str| std::env::var(name).ok();
-        let client = &self.connection.client;
-        let cache = config
-            .data
-            .cache
-            .clone()
-            .unwrap_or_else(|| data::default_cache_dir(env));
+        let client = &self.store.client;
+        let cache = &self.data_cache;
         let spec = config.dataset()?;
         let dataset = data::load(
             &config.data.dataset,
             &spec,
             config.data.val_fraction,
-            &cache,
+            cache,
             Some(client),
         )
         .await?;
         dataset.check_fits(config.model.block_size)?;
-        self.record_dataset(&spec, &dataset, &cache).await?;
+        self.record_dataset(&spec, &dataset, cache).await?;
 
         let resumed = match &config.run.resume_from {
             Some(text) => {
@@ -170,10 +175,7 @@ impl Setup<'_> {
                 dataset.name
             );
         }
-        let checkpoints = match &config.run.checkpoint_dir {
-            Some(dir) => dir.clone(),
-            None => backend::project_store_dir()?.join("checkpoints"),
-        };
+        let checkpoints = self.checkpoints.clone();
 
         let seed = config.train.seed;
         match device::select(&config.device()?, config.precision()?)? {
@@ -741,7 +743,7 @@ impl Fault {
 }
 
 /// The one screen a user sees at the end: how the run ended, its numbers, where to look next.
-fn print_summary(connection: &Connection, run: &Run, end: &RunEnd, elapsed: Duration) {
+fn print_summary(store: &Store, run: &Run, end: &RunEnd, elapsed: Duration) {
     let (state, metrics) = match &end.outcome {
         Outcome::Finished(metrics) => ("finished".to_owned(), Some(metrics)),
         Outcome::Stopped(reason, metrics) => (format!("stopped: {reason}"), Some(metrics)),
@@ -774,7 +776,7 @@ fn print_summary(connection: &Connection, run: &Run, end: &RunEnd, elapsed: Dura
     if let Some(err) = &end.finish_error {
         lines.push(format!("  warning: {err:#}"));
     }
-    lines.push(format!("  stored in     the {}", connection.backend));
+    lines.push(format!("  stored in     the {}", store.location));
     lines.push(format!(
         "  look          mlwf results summary --run {}",
         run.id()

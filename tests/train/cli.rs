@@ -117,6 +117,15 @@ impl Fixture {
             .expect("history")
     }
 
+    /// How many runs project `project` has.
+    async fn runs(&self, project: &str) -> usize {
+        self.client
+            .runs(ENTITY, project, &mlwf::wandb::RunQuery::new())
+            .await
+            .expect("list runs")
+            .len()
+    }
+
     async fn output_log(&self, run_id: &str) -> String {
         self.client
             .output_log(ENTITY, PROJECT, run_id)
@@ -435,19 +444,51 @@ async fn sigterm_saves_a_checkpoint_and_finishes_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_is_a_clear_error_before_any_run() {
     let fx = Fixture::start().await;
-    let output = fx.train(&["--set", "model.n_head=5"], &[]).await;
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("must be a multiple of model.n_head"),
-        "{stderr}"
-    );
-    assert!(!stderr.contains(util::KEY));
-    let runs = fx
-        .client
-        .runs(ENTITY, PROJECT, &mlwf::wandb::RunQuery::new())
-        .await;
-    assert!(runs.map(|r| r.is_empty()).unwrap_or(true));
+    for (set, error) in [
+        ("model.n_head=5", "must be a multiple of model.n_head"),
+        ("train.device=tpu", "unknown device \"tpu\""),
+    ] {
+        let output = fx.train(&["--set", set], &[]).await;
+        assert_eq!(output.status.code(), Some(1), "{set}: {}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(error), "{set}: {stderr}");
+        assert!(!stderr.contains(util::KEY));
+        assert_eq!(fx.runs(PROJECT).await, 0, "{set} started a run");
+    }
+    fx.0.shutdown().await;
+}
+
+/// One precedence rule: `--project` beats `WANDB_PROJECT`, which beats `run.project` in the
+/// config file; an empty variable (an unset CI secret) counts as unset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_project_flag_beats_the_environment_which_beats_the_config_file() {
+    let fx = Fixture::start().await;
+    let file = fx.work_dir().join("project.toml");
+    std::fs::write(&file, "[run]\nproject = \"from-file\"\n").unwrap();
+    let file = file.to_str().unwrap();
+    let short = [
+        "--config",
+        file,
+        "--set",
+        "optim.max_iters=3",
+        "--set",
+        "optim.warmup_iters=1",
+    ];
+    // The fixture's command sets WANDB_PROJECT to PROJECT.
+    let flagged = [&short[..], &["--project", "from-flag"]].concat();
+    let unset = [("WANDB_PROJECT", "")];
+    for (args, env, project) in [
+        (&flagged[..], &[][..], "from-flag"),
+        (&flagged[..], &unset[..], "from-flag"),
+        (&short[..], &[][..], PROJECT),
+        (&short[..], &unset[..], "from-file"),
+    ] {
+        let before = fx.runs(project).await;
+        let output = fx.train(args, env).await;
+        assert!(output.status.success(), "{}", text(&output));
+        assert_eq!(fx.runs(project).await, before + 1, "{args:?} {env:?}");
+    }
+    assert_eq!(fx.runs("mlwf").await, 0);
     fx.0.shutdown().await;
 }
 

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use mlwf::sdk::official_sdk_command;
 use mlwf::server::{start_with, RunningServer, ServerOptions, Tuning};
+use mlwf::testkit::sdk::official_sdk_command;
 use mlwf::wandb::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};

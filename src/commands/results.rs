@@ -1,39 +1,41 @@
 //! `mlwf results`: read runs back.
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 
-use crate::backend::{self, BackendOptions, Connection};
-use crate::cli::SummaryArgs;
+use super::{env, print, store_settings};
+use crate::cli::{StoreArgs, SummaryArgs};
+use crate::connect::{self, Purpose, Store};
 use crate::wandb::{RunInfo, RunQuery};
 
 /// Prints one run's state, config and summary metrics.
-pub async fn summary(options: &BackendOptions, args: SummaryArgs) -> anyhow::Result<()> {
-    let connection = backend::connect(options).await?;
-    let found = find_run(&connection, &args).await;
-    let (entity, project) = (connection.entity.clone(), connection.project.clone());
-    connection.close().await;
+pub async fn summary(store: &StoreArgs, args: SummaryArgs) -> anyhow::Result<ExitCode> {
+    let store = connect::open(&store_settings(store, None, env), Purpose::Read).await?;
+    let found = find_run(&store, &args).await;
+    let (entity, project) = (store.entity.clone(), store.project.clone());
+    store.close().await;
     let run = found?;
     if args.json {
         let mut value = serde_json::to_value(&run).context("encoding the run as JSON")?;
         value["entity"] = json!(entity);
         value["project"] = json!(project);
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        print(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
     } else {
-        print!("{}", render_summary(&run, &entity, &project));
+        print(&render_summary(&run, &entity, &project))?;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn find_run(connection: &Connection, args: &SummaryArgs) -> anyhow::Result<RunInfo> {
-    let Connection {
+async fn find_run(store: &Store, args: &SummaryArgs) -> anyhow::Result<RunInfo> {
+    let Store {
         client,
         entity,
         project,
         ..
-    } = connection;
+    } = store;
     let place = format!("{entity}/{project}");
     if let Some(id) = &args.run {
         return client

@@ -1,4 +1,4 @@
-//! Chooses where runs live: a configured W&B server, or the embedded local store.
+//! Connects to where runs live: a configured W&B server, or the embedded local store.
 //!
 //! With `WANDB_API_KEY` or `WANDB_BASE_URL` set, mlwf talks to that server like the official
 //! SDK does. Otherwise it starts the local W&B-compatible server in-process, on a loopback port
@@ -11,60 +11,54 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::cli::BackendArgs;
 use crate::server::{self, RunningServer, ServerOptions};
 use crate::wandb::{ApiKey, Client, RetryPolicy, Settings};
 
 /// The embedded store's folder name, at the root of the user's project.
 pub const STORE_DIR: &str = ".mlwf";
+/// The project runs go to when nothing names one.
+pub const DEFAULT_PROJECT: &str = "mlwf";
 
+/// Where a command reads and writes runs, resolved from flags, environment and config files.
 #[derive(Debug, Clone)]
-pub struct BackendOptions {
+pub struct StoreSettings {
+    /// `None`: the API key's default entity.
     pub entity: Option<String>,
     pub project: String,
-    pub store: Option<PathBuf>,
+    /// The embedded store's directory; `None`: [`project_store_dir`].
+    pub dir: Option<PathBuf>,
 }
 
-impl From<BackendArgs> for BackendOptions {
-    fn from(args: BackendArgs) -> Self {
-        Self {
-            entity: args.entity,
-            project: args.project,
-            store: args.store,
-        }
-    }
-}
-
-/// Which backend a [`Connection`] uses, for the one line that tells the user.
+/// Which store a [`Store`] talks to, for the one line that tells the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Backend {
+pub enum Location {
     Remote { base_url: String },
-    Embedded { store: PathBuf },
+    Embedded { dir: PathBuf },
 }
 
-impl fmt::Display for Backend {
+impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Backend::Remote { base_url } => write!(f, "W&B server {base_url}"),
-            Backend::Embedded { store } => write!(
+            Location::Remote { base_url } => write!(f, "W&B server {base_url}"),
+            Location::Embedded { dir } => write!(
                 f,
                 "embedded local store {} (no W&B account needed; set WANDB_API_KEY to use W&B)",
-                store.display()
+                dir.display()
             ),
         }
     }
 }
 
 /// A client bound to an entity and project, keeping the embedded server alive while in use.
-pub struct Connection {
+pub struct Store {
     pub client: Client,
     pub entity: String,
     pub project: String,
-    pub backend: Backend,
+    pub location: Location,
     embedded: Option<RunningServer>,
 }
 
-impl Connection {
+impl Store {
     /// Stops the embedded server, if any, after its in-flight requests.
     pub async fn close(self) {
         if let Some(server) = self.embedded {
@@ -82,23 +76,17 @@ pub enum Purpose {
     Training,
 }
 
-/// Connects for a command-line read (see [`connect_for`]).
-pub async fn connect(options: &BackendOptions) -> anyhow::Result<Connection> {
-    connect_for(options, Purpose::Read).await
-}
-
-/// Connects as the environment says and prints which backend is in use to stderr.
-pub async fn connect_for(options: &BackendOptions, purpose: Purpose) -> anyhow::Result<Connection> {
+/// Connects as the environment says and prints which store is in use to stderr.
+pub async fn open(settings: &StoreSettings, purpose: Purpose) -> anyhow::Result<Store> {
     let env = Settings::from_env().context("reading the WANDB_* environment")?;
-    let remote =
-        std::env::var_os("WANDB_API_KEY").is_some() || std::env::var_os("WANDB_BASE_URL").is_some();
-    let connection = if remote {
-        connect_remote(env, options, purpose).await?
+    let key_set = std::env::var_os("WANDB_API_KEY").is_some();
+    let store = if key_set || std::env::var_os("WANDB_BASE_URL").is_some() {
+        open_remote(env, settings, purpose).await?
     } else {
-        connect_embedded(env, options).await?
+        open_embedded(env, settings).await?
     };
-    eprintln!("mlwf: using {}", connection.backend);
-    Ok(connection)
+    eprintln!("mlwf: using {}", store.location);
+    Ok(store)
 }
 
 /// Command-line reads give up on an unreachable server after about half a minute, not after the
@@ -108,27 +96,34 @@ fn interactive_retry() -> RetryPolicy {
         .with_attempt_timeout(Duration::from_secs(30))
 }
 
-async fn connect_remote(
-    mut settings: Settings,
-    options: &BackendOptions,
+async fn open_remote(
+    mut env: Settings,
+    settings: &StoreSettings,
     purpose: Purpose,
-) -> anyhow::Result<Connection> {
+) -> anyhow::Result<Store> {
     if purpose == Purpose::Read {
-        settings.tuning.graphql_retry = interactive_retry();
+        env.tuning.graphql_retry = interactive_retry();
     }
-    let base_url = settings.base_url.to_string();
-    if settings.api_key.is_none() {
-        bail!(
-            "WANDB_BASE_URL is set to {base_url} but WANDB_API_KEY is not: set the key, \
-             or unset WANDB_BASE_URL to use the embedded local store"
-        );
+    let base_url = env.base_url.to_string();
+    if env.api_key.is_none() {
+        match std::env::var_os("WANDB_API_KEY") {
+            // An unset GitHub secret expands to "": the key is there, but empty.
+            Some(_) => bail!(
+                "WANDB_API_KEY is set in the environment but empty (an unset CI secret expands \
+                 to \"\"): set it to your W&B API key, or unset it to use the embedded local store"
+            ),
+            None => bail!(
+                "WANDB_BASE_URL is set to {base_url} but WANDB_API_KEY is not: set the key, \
+                 or unset WANDB_BASE_URL to use the embedded local store"
+            ),
+        }
     }
-    let client = Client::new(settings).context("configuring the W&B client")?;
-    bind(client, options, Backend::Remote { base_url }, None).await
+    let client = Client::new(env).context("configuring the W&B client")?;
+    bind(client, settings, Location::Remote { base_url }, None).await
 }
 
-async fn connect_embedded(env: Settings, options: &BackendOptions) -> anyhow::Result<Connection> {
-    let store = match &options.store {
+async fn open_embedded(mut env: Settings, settings: &StoreSettings) -> anyhow::Result<Store> {
+    let dir = match &settings.dir {
         Some(dir) => dir.clone(),
         None => project_store_dir()?,
     };
@@ -136,39 +131,38 @@ async fn connect_embedded(env: Settings, options: &BackendOptions) -> anyhow::Re
     let key = server::generate_key();
     let server = server::start(
         ServerOptions {
-            data_dir: store.join("server"),
+            data_dir: dir.join("server"),
             api_keys: vec![key.clone()],
         },
         ([127, 0, 0, 1], 0).into(),
     )
     .await
-    .with_context(|| format!("starting the embedded store in {}", store.display()))?;
+    .with_context(|| format!("starting the embedded store in {}", dir.display()))?;
     // Run defaults from the environment (WANDB_RUN_ID, WANDB_TAGS, ...) still apply.
-    let mut settings = env;
-    settings.base_url = server
+    env.base_url = server
         .base_url()
         .parse()
         .context("the embedded server's URL")?;
-    settings.api_key = Some(ApiKey::new(key));
-    let client = Client::new(settings)?;
-    bind(client, options, Backend::Embedded { store }, Some(server)).await
+    env.api_key = Some(ApiKey::new(key));
+    let client = Client::new(env)?;
+    bind(client, settings, Location::Embedded { dir }, Some(server)).await
 }
 
 async fn bind(
     client: Client,
-    options: &BackendOptions,
-    backend: Backend,
+    settings: &StoreSettings,
+    location: Location,
     embedded: Option<RunningServer>,
-) -> anyhow::Result<Connection> {
+) -> anyhow::Result<Store> {
     let entity = client
-        .resolve_entity(options.entity.as_deref())
+        .resolve_entity(settings.entity.as_deref())
         .await
-        .with_context(|| format!("connecting to the {backend}"))?;
-    Ok(Connection {
+        .with_context(|| format!("connecting to the {location}"))?;
+    Ok(Store {
         client,
         entity,
-        project: options.project.clone(),
-        backend,
+        project: settings.project.clone(),
+        location,
         embedded,
     })
 }

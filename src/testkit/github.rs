@@ -14,6 +14,8 @@ use axum::routing::{delete, get, patch, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::{bind_loopback, serve};
+
 /// One request as the fake saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -172,25 +174,6 @@ impl FakeGitHub {
     fn state(&self) -> MutexGuard<'_, Repo> {
         lock(&self.inner.state)
     }
-}
-
-/// A listener on a free loopback port and its base URL.
-pub async fn bind_loopback() -> std::io::Result<(tokio::net::TcpListener, String)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    Ok((listener, url))
-}
-
-/// Serves `app` in the background for as long as the runtime lives.
-pub fn serve(listener: tokio::net::TcpListener, app: Router) {
-    // Without TCP_NODELAY a small response can wait out the client's delayed ACK (~40 ms),
-    // which would dominate what `mlwf bench analyze` measures.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
