@@ -7,8 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::analyze::compare::Direction;
 use crate::commands;
+use crate::experiment::verdict::Direction;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -129,17 +129,17 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Primary metric of the verdict.
-    #[arg(long, env = "MLWF_METRIC", default_value = "val/loss")]
+    #[arg(long, env = "MLWF_METRIC", default_value = crate::experiment::keys::metric::VAL_LOSS)]
     pub metric: String,
     /// Which way the primary metric improves.
-    #[arg(long, env = "MLWF_DIRECTION", value_enum, default_value = "lower")]
+    #[arg(long, env = "MLWF_DIRECTION", default_value = "lower")]
     pub direction: Direction,
     /// Relative change treated as noise when the baseline has a single seed (0.01 = 1%); with
     /// several seeds the band is at least twice their standard deviation.
     #[arg(long, env = "MLWF_NOISE_THRESHOLD", default_value_t = 0.01)]
     pub noise_threshold: f64,
     /// Branch whose latest finished run is the baseline (a run tagged `baseline` wins).
-    #[arg(long, env = "MLWF_BASELINE_BRANCH", default_value = "main")]
+    #[arg(long, env = "MLWF_BASELINE_BRANCH", default_value = crate::experiment::baseline::DEFAULT_BRANCH)]
     pub baseline_branch: String,
     /// Runs reported at most per job; older ones wait for the next job.
     #[arg(long, default_value_t = 20)]

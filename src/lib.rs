@@ -11,6 +11,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod experiment;
 pub mod github;
 pub mod server;
 #[cfg(feature = "testkit")]

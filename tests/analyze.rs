@@ -8,12 +8,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mlwf::analyze::compare::Judging;
 use mlwf::analyze::event::{parse_event, Dispatch};
 use mlwf::analyze::facts::Project;
 use mlwf::analyze::llm::Claude;
 use mlwf::analyze::redact::Redactor;
-use mlwf::analyze::{Options, Outcome, REPORTED_TAG};
+use mlwf::analyze::{Options, Outcome};
+use mlwf::experiment::verdict::Judging;
+use mlwf::experiment::REPORTED_TAG;
 use mlwf::github::actions::Actions;
 use mlwf::github::GitHub;
 use mlwf::testkit::claude::FakeClaude;

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::compare::number;
 use super::markdown::{code_block, num};
+use crate::experiment::verdict::number;
 use crate::wandb::Row;
 
 /// Points per line: enough to show the shape, few enough to keep the comment small.

@@ -179,7 +179,7 @@ fn render_all(sections: &[Section]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analyze::compare::Verdict;
+    use crate::experiment::verdict::Verdict;
 
     fn section(id: &str, created: i64, version: &str, body: &str) -> Section {
         Section {

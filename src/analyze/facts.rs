@@ -3,18 +3,12 @@
 
 use anyhow::Context;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::branch::valid_branch;
-use super::compare::number;
-use crate::wandb::{Client, Row, RunInfo, RunQuery, RunState};
-
-/// The summary key holding the trainer's prediction table.
-const PREDICTIONS_KEY: &str = "val/predictions";
-/// Baseline runs considered for seeds.
-const SEED_CANDIDATES: usize = 10;
-/// A run tagged this way is the baseline, whatever its branch.
-pub const BASELINE_TAG: &str = "baseline";
+use crate::experiment::baseline;
+use crate::experiment::keys::{config, metric};
+use crate::wandb::{Client, Row, RunInfo, RunState};
 
 /// Where runs live and how their pages are addressed.
 #[derive(Debug, Clone)]
@@ -100,7 +94,7 @@ pub async fn gather(project: &Project, run: RunInfo) -> anyhow::Result<Facts> {
     let id = run.id.clone();
     let branch = run
         .config
-        .get("branch")
+        .get(config::BRANCH)
         .and_then(Value::as_str)
         .filter(|b| valid_branch(b).is_ok())
         .map(str::to_owned);
@@ -131,7 +125,11 @@ pub async fn gather(project: &Project, run: RunInfo) -> anyhow::Result<Facts> {
 /// The prediction table the summary points at; a missing or unreadable one is left out of the
 /// report rather than failing it.
 async fn predictions(project: &Project, run: &RunInfo) -> Option<Predictions> {
-    let path = run.summary.get(PREDICTIONS_KEY)?.get("path")?.as_str()?;
+    let path = run
+        .summary
+        .get(metric::VAL_PREDICTIONS)?
+        .get("path")?
+        .as_str()?;
     let bytes = project
         .client
         .run_file(&project.entity, &project.project, &run.id, path)
@@ -145,69 +143,27 @@ async fn predictions(project: &Project, run: &RunInfo) -> Option<Predictions> {
         .ok()
 }
 
-/// The baseline for `run`: a finished run tagged `baseline`, else the latest finished run of
-/// `branch`; its seeds are the finished runs of the same commit (or, without commits, the
-/// baseline alone). `None` when there is none.
+/// The baseline for `run` by the run contract's rule ([`baseline::find`]), with its facts;
+/// `None` when there is none.
 pub async fn baseline(
     project: &Project,
     branch: &str,
     metric: &str,
     exclude: &str,
 ) -> anyhow::Result<Option<Baseline>> {
-    let Project {
-        client,
-        entity,
-        project: name,
-        ..
-    } = project;
-    let finished = |filter: Value| {
-        RunQuery::new()
-            .filters(json!({"$and": [filter, {"state": "finished"}]}))
-            .order("-created_at")
-            .limit(SEED_CANDIDATES)
-    };
-    let tagged = client
-        .runs(
-            entity,
-            name,
-            &finished(json!({"tags": {"$in": [BASELINE_TAG]}})),
-        )
-        .await
-        .context("looking for a run tagged baseline")?;
-    let of_branch = client
-        .runs(
-            entity,
-            name,
-            &finished(json!({"config.branch.value": branch})),
-        )
-        .await
-        .with_context(|| format!("listing the finished runs of branch {branch:?}"))?;
-    let candidates: Vec<RunInfo> = tagged
-        .into_iter()
-        .chain(of_branch)
-        .filter(|r| r.id != exclude)
-        .collect();
-    let Some(chosen) = candidates.first().cloned() else {
+    let found = baseline::find(
+        &project.client,
+        &project.entity,
+        &project.project,
+        branch,
+        metric,
+        exclude,
+    )
+    .await?;
+    let Some(baseline::Baseline { run, seeds }) = found else {
         return Ok(None);
     };
-    let code = |r: &RunInfo| {
-        r.config
-            .get("commit")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| r.commit.clone())
-    };
-    let chosen_code = code(&chosen);
-    let mut seeds = Vec::new();
-    for run in &candidates {
-        let same_code = run.id == chosen.id || (chosen_code.is_some() && code(run) == chosen_code);
-        if same_code && !seeds.iter().any(|(id, _)| id == &run.id) {
-            if let Some(value) = number(run.summary.get(metric)).filter(|v| v.is_finite()) {
-                seeds.push((run.id.clone(), value));
-            }
-        }
-    }
-    let facts = gather(project, chosen).await?;
+    let facts = gather(project, run).await?;
     // A run tagged baseline may come from another branch; say which.
     let branch = facts.branch.clone().unwrap_or_else(|| branch.to_owned());
     Ok(Some(Baseline {

@@ -6,14 +6,14 @@
 //! empty webhook neither loses nor doubles a report. A run is tagged only after its report is
 //! posted; the sticky comment's per-run markers make a concurrent repeat idempotent.
 //!
-//! Modules: `event` (the payload), `facts` (reads from W&B), `compare`, `diagnose`, `redact`,
-//! `llm` (optional narrative), `report` (one run's section), `comment` (the sticky comment),
-//! `chart` (mermaid curves), `markdown` (escaping), `branch` (name validation).
+//! Modules: `event` (the payload), `facts` (reads from W&B), `diagnose`, `redact`, `llm`
+//! (optional narrative), `report` (one run's section), `comment` (the sticky comment), `chart`
+//! (mermaid curves), `markdown` (escaping), `branch` (name validation). What a run records, the
+//! baseline rule and the verdict are the run contract's (`crate::experiment`).
 
 pub mod branch;
 pub mod chart;
 pub mod comment;
-pub mod compare;
 pub mod diagnose;
 pub mod event;
 pub mod facts;
@@ -26,22 +26,17 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context};
-use serde_json::json;
 
+use crate::experiment::verdict::{Judging, Verdict, LABELS};
+use crate::experiment::{self, REPORTED_TAG};
 use crate::github::actions::{self, Actions};
 use crate::github::{upsert_sticky, GitHub};
-use crate::wandb::{RunInfo, RunQuery};
-use compare::{Judging, Verdict, LABELS};
+use crate::wandb::RunInfo;
 use event::Dispatch;
 use facts::{Facts, Project};
 use llm::Claude;
 use redact::Redactor;
 use report::{Narrative, Section};
-
-/// The tag a run gets once reported.
-pub const REPORTED_TAG: &str = "mlwf:reported";
-/// States after which a run does not change any more.
-const TERMINAL_STATES: &[&str] = &["finished", "failed", "crashed", "killed", "preempted"];
 
 /// How to analyze, independent of where the settings came from.
 pub struct Options {
@@ -143,13 +138,7 @@ async fn select_runs(project: &Project, options: &Options) -> anyhow::Result<Vec
         }
         return Ok(vec![run]);
     }
-    let query = RunQuery::new()
-        .filters(json!({"$and": [
-            {"state": {"$in": TERMINAL_STATES}},
-            {"tags": {"$nin": [REPORTED_TAG]}},
-        ]}))
-        .order("-created_at")
-        .limit(options.max_runs);
+    let query = experiment::unreported(options.max_runs);
     let mut runs = client
         .runs(entity, name, &query)
         .await

@@ -8,11 +8,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chart::{chart, series};
-use super::compare::{compare, config_diff, metric_rows, Comparison, Judging, Verdict};
 use super::diagnose::{Cause, Diagnosis};
 use super::facts::{Baseline, Facts};
 use super::markdown::{cell, code, code_block, num, percent, quote, signed, truncate};
 use super::redact::Redactor;
+use crate::experiment::keys::metric;
+use crate::experiment::verdict::{
+    compare, config_diff, metric_rows, Comparison, Direction, Judging, Verdict,
+};
 
 /// Log lines shown under a failure.
 const LOG_TAIL_LINES: usize = 40;
@@ -231,8 +234,8 @@ fn meta(
 fn verdict_line(c: &Comparison, baseline: Option<&Baseline>, judging: &Judging) -> String {
     let metric = code(&judging.metric);
     let direction = match judging.direction {
-        super::compare::Direction::Lower => "lower is better",
-        super::compare::Direction::Higher => "higher is better",
+        Direction::Lower => "lower is better",
+        Direction::Higher => "higher is better",
     };
     let value = c.value.map(num).unwrap_or_else(|| "missing".into());
     let Some(baseline) = baseline.filter(|_| c.baseline.is_some()) else {
@@ -282,8 +285,8 @@ fn headline(c: &Comparison, judging: &Judging) -> String {
 /// The primary metric's curve, and the training loss when that is a different key.
 fn curve_keys(judging: &Judging) -> Vec<String> {
     let mut keys = vec![judging.metric.clone()];
-    if judging.metric != "train/loss" {
-        keys.push("train/loss".into());
+    if judging.metric != metric::TRAIN_LOSS {
+        keys.push(metric::TRAIN_LOSS.into());
     }
     keys
 }

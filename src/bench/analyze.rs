@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::scratch_server;
-use crate::analyze::compare::Judging;
 use crate::analyze::event::Dispatch;
 use crate::analyze::facts::Project;
 use crate::analyze::llm::Claude;
 use crate::analyze::redact::Redactor;
 use crate::analyze::Options;
+use crate::experiment::baseline::DEFAULT_BRANCH;
+use crate::experiment::verdict::Judging;
 use crate::github::actions::Actions;
 use crate::github::GitHub;
 use crate::server::RunningServer;
@@ -55,13 +56,13 @@ async fn analyze_cases(
     for seed in 0..3 {
         let mut base = SyntheticRun::finished(
             &format!("base{seed}"),
-            "main",
+            DEFAULT_BRANCH,
             "c0ffee",
             seed,
             1.0 + 0.01 * seed as f64,
         );
         // Only the run under test is to be reported.
-        base.tags = vec![crate::analyze::REPORTED_TAG.to_owned()];
+        base.tags = vec![crate::experiment::REPORTED_TAG.to_owned()];
         synthetic::log_run(&client, &entity, "bench", &base).await?;
     }
     let github = FakeGitHub::start("bench", "repo", TOKEN).await?;
@@ -95,7 +96,7 @@ async fn analyze_cases(
             let start = Instant::now();
             let options = Options {
                 judging: Judging::default(),
-                baseline_branch: "main".into(),
+                baseline_branch: DEFAULT_BRANCH.into(),
                 run: None,
                 dispatch: Dispatch::default(),
                 max_runs: 20,

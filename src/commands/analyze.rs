@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 
 use super::{env, print, store_settings};
-use crate::analyze::compare::Judging;
 use crate::analyze::event::{self, Dispatch};
 use crate::analyze::facts::{self, Project};
 use crate::analyze::llm::Claude;
@@ -14,6 +13,7 @@ use crate::analyze::redact::Redactor;
 use crate::analyze::{self, Options};
 use crate::cli::{AnalyzeArgs, StoreArgs};
 use crate::connect::{self, Purpose};
+use crate::experiment::verdict::Judging;
 use crate::github::actions::{self, Actions};
 use crate::github::{GitHub, Repo};
 

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use super::{env, print, store_settings};
 use crate::cli::{StoreArgs, SummaryArgs};
 use crate::connect::{self, Purpose, Store};
-use crate::wandb::{RunInfo, RunQuery};
+use crate::experiment;
+use crate::wandb::RunInfo;
 
 /// Prints one run's state, config and summary metrics.
 pub async fn summary(store: &StoreArgs, args: SummaryArgs) -> anyhow::Result<ExitCode> {
@@ -45,10 +46,7 @@ async fn find_run(store: &Store, args: &SummaryArgs) -> anyhow::Result<RunInfo> 
             .ok_or_else(|| anyhow!("no run {id:?} in {place}"));
     }
     let branch = args.branch.as_deref().unwrap_or_default();
-    let query = RunQuery::new()
-        .filters(json!({"config.branch.value": branch}))
-        .order("-created_at")
-        .limit(1);
+    let query = experiment::latest_of_branch(branch);
     client
         .runs(entity, project, &query)
         .await

@@ -6,6 +6,7 @@
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use crate::experiment::keys::{config, metric};
 use crate::train::tracking::table::{predictions_table, Prediction};
 use crate::wandb::{Client, Row, RunSpec, Stream};
 
@@ -59,10 +60,10 @@ impl SyntheticRun {
             "model.n_layer": 2, "model.n_embd": 64, "model.block_size": 32,
             "optim.learning_rate": self.learning_rate, "train.batch_size": 16,
             "train.seed": self.seed, "train.max_steps": self.steps, "data.dataset": "addition",
-            "branch": self.branch, "commit": self.commit, "dirty": false,
-            "dataset.name": "addition", "dataset.sha256": "9f2c", "backend": "cpu",
-            "device.resolved": "cpu", "host": "ci", "mlwf_version": env!("CARGO_PKG_VERSION"),
-            "param_count": 110_000,
+            config::BRANCH: self.branch, config::COMMIT: self.commit, config::DIRTY: false,
+            config::DATASET_NAME: "addition", config::DATASET_SHA256: "9f2c",
+            config::BACKEND: "cpu", config::DEVICE: "cpu", config::HOST: "ci",
+            config::MLWF_VERSION: env!("CARGO_PKG_VERSION"), config::PARAM_COUNT: 110_000,
         });
         config.as_object().cloned().unwrap_or_default()
     }
@@ -102,14 +103,14 @@ pub async fn log_run(
     for step in (0..=spec.steps).step_by(10) {
         let val = spec.val_loss(step);
         let mut values = row(json!({
-            "train/loss": val * 0.97, "train/lr": spec.learning_rate,
-            "train/grad_norm": 1.0 / (1.0 + step as f64), "train/tokens_per_sec": 50_000.0,
-            "train/step_ms": 4.0,
+            metric::TRAIN_LOSS: val * 0.97, metric::TRAIN_LR: spec.learning_rate,
+            metric::TRAIN_GRAD_NORM: 1.0 / (1.0 + step as f64),
+            metric::TRAIN_TOKENS_PER_SEC: 50_000.0, metric::TRAIN_STEP_MS: 4.0,
         }));
         if step % 50 == 0 || step == spec.steps {
-            values.insert("val/loss".into(), json!(val));
+            values.insert(metric::VAL_LOSS.into(), json!(val));
             values.insert(
-                "val/accuracy".into(),
+                metric::VAL_ACCURACY.into(),
                 json!((1.0 - val / 4.0).clamp(0.0, 1.0)),
             );
         }
@@ -125,11 +126,12 @@ pub async fn log_run(
             })
             .collect();
         let table = predictions_table(&predictions)
-            .save(&run, "val/predictions", spec.steps)
+            .save(&run, metric::VAL_PREDICTIONS, spec.steps)
             .await?;
         let final_loss = spec.val_loss(spec.steps);
         run.summary_update(row(json!({
-            "val/predictions": table, "best/val_loss": final_loss, "val/loss": final_loss,
+            metric::VAL_PREDICTIONS: table, metric::BEST_VAL_LOSS: final_loss,
+            metric::VAL_LOSS: final_loss,
         })));
     }
     for line in &spec.console {

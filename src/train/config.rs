@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::train::cuda;
+use crate::experiment::keys;
 use crate::train::device::Precision;
 use crate::train::model::ModelConfig;
 use crate::train::optim::AdamW;
@@ -23,27 +23,6 @@ use crate::wandb::{ArtifactRef, Row};
 /// The presets, by name.
 pub const PRESETS: [&str; 3] = ["tiny", "shakespeare-char", "gpt2-124m"];
 pub const DEFAULT_PRESET: &str = "tiny";
-
-/// Run facts the trainer records in the W&B config next to the hyperparameters. They are not
-/// settable; a Launch config copied from an earlier run carries them, so Launch ignores them
-/// (these, and a GPU run's `cuda::FACT_KEYS`).
-pub const RECORDED_KEYS: [&str; 15] = [
-    "branch",
-    "commit",
-    "dirty",
-    "dataset.name",
-    "dataset.sha256",
-    "dataset.vocab_size",
-    "dataset.train_tokens",
-    "dataset.val_tokens",
-    "backend",
-    "device.resolved",
-    "host",
-    "mlwf_version",
-    "param_count",
-    "resumed_from",
-    "resumed_step",
-];
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,9 +275,8 @@ impl TrainConfig {
         }
         if let Some(launch) = launch_overrides(&env)? {
             for (key, value) in flatten(launch) {
-                let recorded = RECORDED_KEYS.contains(&key.as_str())
-                    || cuda::FACT_KEYS.contains(&key.as_str());
-                if key.starts_with('_') || recorded {
+                // A config copied from an earlier run carries what that run recorded.
+                if key.starts_with('_') || keys::config::is_recorded(&key) {
                     continue;
                 }
                 config
@@ -975,7 +953,7 @@ mod tests {
         assert!(flat.values().all(|v| !v.is_object()));
         assert_eq!(flat.len(), valid_keys().len());
         // Every recorded key differs from the settable ones.
-        assert!(RECORDED_KEYS.iter().all(|k| !flat.contains_key(*k)));
+        assert!(keys::config::recorded().all(|k| !flat.contains_key(k)));
         // Sending the flat map back through Launch reproduces the config.
         let launch = serde_json::to_string(&flat).unwrap();
         let back = TrainConfig::load(

@@ -15,6 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::config::DatasetSpec;
+use crate::experiment::keys;
 use crate::wandb::{ArtifactRef, Client, Row};
 
 pub const SHAKESPEARE_URL: &str =
@@ -324,17 +325,23 @@ impl Dataset {
         Ok(())
     }
 
-    /// What runs record about the data (keys from `config::RECORDED_KEYS`).
+    /// What runs record about the data (its `dataset.*` config keys).
     pub fn facts(&self) -> Row {
         let mut row = Row::new();
-        row.insert("dataset.name".into(), json!(self.name));
-        row.insert("dataset.sha256".into(), json!(self.sha256));
+        row.insert(keys::config::DATASET_NAME.into(), json!(self.name));
+        row.insert(keys::config::DATASET_SHA256.into(), json!(self.sha256));
         row.insert(
-            "dataset.vocab_size".into(),
+            keys::config::DATASET_VOCAB_SIZE.into(),
             json!(self.tokenizer.vocab_size()),
         );
-        row.insert("dataset.train_tokens".into(), json!(self.train.len()));
-        row.insert("dataset.val_tokens".into(), json!(self.val.len()));
+        row.insert(
+            keys::config::DATASET_TRAIN_TOKENS.into(),
+            json!(self.train.len()),
+        );
+        row.insert(
+            keys::config::DATASET_VAL_TOKENS.into(),
+            json!(self.val.len()),
+        );
         row
     }
 

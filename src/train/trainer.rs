@@ -12,6 +12,7 @@ use anyhow::{anyhow, ensure, Context, Result};
 use serde_json::{json, Value};
 
 use crate::connect::{self, Purpose, Store, StoreSettings};
+use crate::experiment::keys;
 use crate::train::backend::Backend;
 use crate::train::config::{DatasetSpec, TrainConfig};
 use crate::train::cpu::CpuBackend;
@@ -28,9 +29,6 @@ use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
 use crate::train::tracking::sysmetrics::{self, MetricSource, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;
 use crate::wandb::{ArtifactSpec, Row, Run, RunSpec};
-
-/// The predictions table's history key.
-pub const PREDICTIONS_KEY: &str = "val/predictions";
 
 /// What one training run needs, resolved by `commands/train.rs`.
 #[derive(Debug, Clone)]
@@ -66,11 +64,11 @@ async fn train(store: &Store, settings: Settings) -> Result<u8> {
     let git = GitFacts::of(&cwd);
     let mut run_config = config.to_wandb_config();
     for (key, value) in [
-        ("branch", json!(git.branch)),
-        ("commit", json!(git.commit)),
-        ("dirty", json!(git.dirty)),
-        ("host", json!(crate::wandb::hostname())),
-        ("mlwf_version", json!(env!("CARGO_PKG_VERSION"))),
+        (keys::config::BRANCH, json!(git.branch)),
+        (keys::config::COMMIT, json!(git.commit)),
+        (keys::config::DIRTY, json!(git.dirty)),
+        (keys::config::HOST, json!(crate::wandb::hostname())),
+        (keys::config::MLWF_VERSION, json!(env!("CARGO_PKG_VERSION"))),
     ] {
         run_config.insert(key.into(), value);
     }
@@ -185,8 +183,8 @@ impl Setup<'_> {
                 }
                 let placement = Placement {
                     facts: Row::from_iter([
-                        ("backend".to_owned(), json!("cpu")),
-                        ("device.resolved".to_owned(), json!("cpu")),
+                        (keys::config::BACKEND.to_owned(), json!("cpu")),
+                        (keys::config::DEVICE.to_owned(), json!("cpu")),
                     ]),
                     metrics: Vec::new(),
                 };
@@ -198,7 +196,7 @@ impl Setup<'_> {
                 let facts = backend.facts();
                 self.console.out(format!(
                     "mlwf: training on {} ({}, {} matmuls)",
-                    facts.get("device.resolved").unwrap_or(&Value::Null),
+                    facts.get(keys::config::DEVICE).unwrap_or(&Value::Null),
                     backend.gpu_facts().name,
                     backend.precision()
                 ));
@@ -314,15 +312,18 @@ impl<'a, B: Backend> Session<'a, B> {
         let config = &setup.config;
         let seed = config.train.seed;
         let mut facts = placement.facts;
-        facts.insert("param_count".into(), json!(model.num_parameters()));
+        facts.insert(
+            keys::config::PARAM_COUNT.into(),
+            json!(model.num_parameters()),
+        );
         let mut sampler = BatchSampler::new(seed);
         let mut best = None;
         if let Some((from, ckpt)) = &resumed {
             model.load_state(&ckpt.state)?;
             sampler = BatchSampler::resume(seed, ckpt.progress.sampler_draws);
             best = ckpt.progress.best_val_loss.map(|v| (ckpt.state.step, v));
-            facts.insert("resumed_from".into(), json!(from.to_string()));
-            facts.insert("resumed_step".into(), json!(ckpt.state.step));
+            facts.insert(keys::config::RESUMED_FROM.into(), json!(from.to_string()));
+            facts.insert(keys::config::RESUMED_STEP.into(), json!(ckpt.state.step));
             setup.console.out(format!(
                 "mlwf: resuming from {from} at step {}",
                 ckpt.state.step
@@ -345,10 +346,10 @@ impl<'a, B: Backend> Session<'a, B> {
         let optimizer = config.optim.adamw();
         let mut checkpoint_metadata = facts;
         for (key, value) in [
-            ("branch", json!(setup.git.branch)),
-            ("commit", json!(setup.git.commit)),
-            ("dataset.name", json!(data.name)),
-            ("dataset.sha256", json!(data.sha256)),
+            (keys::config::BRANCH, json!(setup.git.branch)),
+            (keys::config::COMMIT, json!(setup.git.commit)),
+            (keys::config::DATASET_NAME, json!(data.name)),
+            (keys::config::DATASET_SHA256, json!(data.sha256)),
         ] {
             checkpoint_metadata.insert(key.into(), value);
         }
@@ -455,7 +456,7 @@ impl<'a, B: Backend> Session<'a, B> {
             }
             if let Some(groups) = groups {
                 for (group, value) in groups.groups {
-                    row.insert(format!("diag/grad_norm/{group}"), f32_json(value));
+                    row.insert(keys::metric::grad_norm(&group), f32_json(value));
                 }
             }
             if done.is_multiple_of(t.eval_interval) || done == total {
@@ -481,17 +482,20 @@ impl<'a, B: Backend> Session<'a, B> {
             val_loss.is_finite(),
             "validation loss is {val_loss} at step {step}: the model diverged"
         );
-        row.insert("val/loss".into(), f32_json(val_loss));
+        row.insert(keys::metric::VAL_LOSS.into(), f32_json(val_loss));
         let mut line = format!("val loss {val_loss:.4}");
         if let Some(accuracy) = accuracy {
-            row.insert("val/accuracy".into(), f32_json(accuracy));
+            row.insert(keys::metric::VAL_ACCURACY.into(), f32_json(accuracy));
             line += &format!(", accuracy {:.1}%", 100.0 * accuracy);
         }
         if !predictions.is_empty() {
             let table = predictions_table(&predictions);
-            match table.save(&self.setup.run, PREDICTIONS_KEY, step).await {
+            match table
+                .save(&self.setup.run, keys::metric::VAL_PREDICTIONS, step)
+                .await
+            {
                 Ok(value) => {
-                    row.insert(PREDICTIONS_KEY.into(), value);
+                    row.insert(keys::metric::VAL_PREDICTIONS.into(), value);
                 }
                 Err(err) => self.setup.console.err(format!(
                     "mlwf: warning: the predictions table of step {step} was not saved: {err:#}"
@@ -503,8 +507,8 @@ impl<'a, B: Backend> Session<'a, B> {
         if self.best.is_none_or(|(_, best)| val_loss < best) {
             self.best = Some((step, val_loss));
             self.setup.run.summary_update(Row::from_iter([
-                ("best/val_loss".to_owned(), f32_json(val_loss)),
-                ("best/step".to_owned(), json!(step)),
+                (keys::metric::BEST_VAL_LOSS.to_owned(), f32_json(val_loss)),
+                (keys::metric::BEST_STEP.to_owned(), json!(step)),
             ]));
         }
         self.setup.console.out(format!("step {step:>6}  {line}"));
@@ -582,20 +586,20 @@ impl<'a, B: Backend> Session<'a, B> {
     /// The metrics the end-of-run alert reports, also set in the summary.
     fn final_metrics(&self, window: &Window) -> Row {
         let mut metrics = Row::new();
-        metrics.insert("train/steps".into(), json!(self.model.steps()));
+        metrics.insert(keys::metric::TRAIN_STEPS.into(), json!(self.model.steps()));
         if let Some(loss) = window.last_loss {
-            metrics.insert("train/loss".into(), f32_json(loss));
+            metrics.insert(keys::metric::TRAIN_LOSS.into(), f32_json(loss));
         }
         if let Some((step, loss)) = self.last_eval {
-            metrics.insert("val/loss".into(), f32_json(loss));
-            metrics.insert("val/step".into(), json!(step));
+            metrics.insert(keys::metric::VAL_LOSS.into(), f32_json(loss));
+            metrics.insert(keys::metric::VAL_STEP.into(), json!(step));
         }
         if let Some(accuracy) = self.last_accuracy {
-            metrics.insert("val/accuracy".into(), f32_json(accuracy));
+            metrics.insert(keys::metric::VAL_ACCURACY.into(), f32_json(accuracy));
         }
         if let Some((step, loss)) = self.best {
-            metrics.insert("best/val_loss".into(), f32_json(loss));
-            metrics.insert("best/step".into(), json!(step));
+            metrics.insert(keys::metric::BEST_VAL_LOSS.into(), f32_json(loss));
+            metrics.insert(keys::metric::BEST_STEP.into(), json!(step));
         }
         self.setup.run.summary_update(metrics.clone());
         metrics
@@ -694,13 +698,19 @@ impl Window {
         let seconds = self.busy.as_secs_f64().max(1e-9);
         let tokens_per_sec = self.tokens as f64 / seconds;
         let step_ms = 1e3 * seconds / f64::from(steps);
-        row.insert("train/loss".into(), f32_json(loss));
-        row.insert("train/lr".into(), f32_json(lr));
-        row.insert("train/grad_norm".into(), f32_json(grad_norm));
-        row.insert("train/tokens_per_sec".into(), json!(tokens_per_sec.round()));
-        row.insert("train/step_ms".into(), json!((step_ms * 1e3).round() / 1e3));
+        row.insert(keys::metric::TRAIN_LOSS.into(), f32_json(loss));
+        row.insert(keys::metric::TRAIN_LR.into(), f32_json(lr));
+        row.insert(keys::metric::TRAIN_GRAD_NORM.into(), f32_json(grad_norm));
+        row.insert(
+            keys::metric::TRAIN_TOKENS_PER_SEC.into(),
+            json!(tokens_per_sec.round()),
+        );
+        row.insert(
+            keys::metric::TRAIN_STEP_MS.into(),
+            json!((step_ms * 1e3).round() / 1e3),
+        );
         if let Some(mb) = sysmetrics::rss_mb() {
-            row.insert("diag/memory_mb".into(), json!(mb.round()));
+            row.insert(keys::metric::MEMORY_MB.into(), json!(mb.round()));
         }
         let last_loss = self.last_loss;
         *self = Self {
@@ -759,17 +769,22 @@ fn print_summary(store: &Store, run: &Run, end: &RunEnd, elapsed: Duration) {
     )];
     let number = |metrics: &Row, key: &str| metrics.get(key).and_then(Value::as_f64);
     if let Some(metrics) = metrics {
-        if let Some(steps) = metrics.get("train/steps") {
+        if let Some(steps) = metrics.get(keys::metric::TRAIN_STEPS) {
             lines.push(format!("  steps         {steps}"));
         }
-        for key in ["train/loss", "val/loss", "val/accuracy"] {
+        for key in [
+            keys::metric::TRAIN_LOSS,
+            keys::metric::VAL_LOSS,
+            keys::metric::VAL_ACCURACY,
+        ] {
             if let Some(value) = number(metrics, key) {
                 lines.push(format!("  {key:<12}  {value:.4}"));
             }
         }
-        if let (Some(loss), Some(step)) =
-            (number(metrics, "best/val_loss"), metrics.get("best/step"))
-        {
+        if let (Some(loss), Some(step)) = (
+            number(metrics, keys::metric::BEST_VAL_LOSS),
+            metrics.get(keys::metric::BEST_STEP),
+        ) {
             lines.push(format!("  best/val_loss {loss:.4} at step {step}"));
         }
     }

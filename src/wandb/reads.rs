@@ -102,16 +102,18 @@ impl RunState {
         }
     }
 
+    /// The states after which a run does not change any more in this attempt.
+    pub const TERMINAL: [RunState; 5] = [
+        RunState::Finished,
+        RunState::Failed,
+        RunState::Crashed,
+        RunState::Killed,
+        RunState::Preempted,
+    ];
+
     /// Whether the run has stopped for good in this attempt.
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RunState::Finished
-                | RunState::Failed
-                | RunState::Crashed
-                | RunState::Killed
-                | RunState::Preempted
-        )
+        Self::TERMINAL.contains(self)
     }
 }
 

@@ -47,24 +47,13 @@ use serde_json::{json, Map, Value};
 
 pub use context::{driver_present, GpuFacts};
 
+use crate::experiment::keys;
 use crate::train::backend::{dropout_threshold, AdamWUpdate, Backend, Btc, Linear};
 use crate::train::cpu::{
     attention::Heads, check_len, embedding, layernorm, loss, matmul as cpu_matmul,
 };
 use crate::train::device::Precision;
 use context::Gpu;
-
-/// The config keys of [`CudaBackend::facts`] beyond a CPU run's `backend` and `device.resolved`.
-/// Recorded, not settable: a Launch config copied from a GPU run skips them.
-pub const FACT_KEYS: [&str; 7] = [
-    "device.gpu_name",
-    "device.gpu_memory_bytes",
-    "device.compute_capability",
-    "device.multiprocessors",
-    "device.cuda_driver_version",
-    "device.nvrtc_version",
-    "device.precision",
-];
 
 /// Token ids on the device, with the largest one kept on the host for the vocabulary checks.
 pub struct CudaIds {
@@ -145,13 +134,13 @@ impl CudaBackend {
     }
 
     /// The device facts a run records in its config: the keys of a CPU run's (`backend`,
-    /// `device.resolved`) and the GPU's ([`FACT_KEYS`]).
+    /// `device.resolved`) and the GPU's (`keys::config::GPU`).
     pub fn facts(&self) -> Map<String, Value> {
         let f = &self.gpu.facts;
         let mut map = Map::from_iter([
-            ("backend".to_owned(), json!("cuda")),
+            (keys::config::BACKEND.to_owned(), json!("cuda")),
             (
-                "device.resolved".to_owned(),
+                keys::config::DEVICE.to_owned(),
                 json!(format!("cuda:{}", f.ordinal)),
             ),
         ]);
@@ -164,7 +153,7 @@ impl CudaBackend {
             json!(f.nvrtc_version),
             json!(self.precision.to_string()),
         ];
-        map.extend(FACT_KEYS.map(str::to_owned).into_iter().zip(values));
+        map.extend(keys::config::GPU.map(str::to_owned).into_iter().zip(values));
         map
     }
 

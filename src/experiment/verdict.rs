@@ -2,18 +2,42 @@
 //! spread of the baseline's seeds), the key-metrics table with regressions, and the config diff.
 
 use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
 
 use serde_json::Value;
 
+use super::keys::{config, metric};
 use crate::wandb::Row;
 
 /// Which way a metric improves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     /// Lower is better (losses, latencies).
     Lower,
     /// Higher is better (accuracy, throughput).
     Higher,
+}
+
+impl FromStr for Direction {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        match text {
+            "lower" => Ok(Direction::Lower),
+            "higher" => Ok(Direction::Higher),
+            _ => anyhow::bail!("unknown direction {text:?}: expected lower or higher"),
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::Lower => "lower",
+            Direction::Higher => "higher",
+        })
+    }
 }
 
 impl Direction {
@@ -87,12 +111,13 @@ impl Verdict {
 
     /// The PR label that goes with it, if any.
     pub fn label(self) -> Option<&'static str> {
-        match self {
-            Verdict::Better => Some("mlwf:better"),
-            Verdict::Worse => Some("mlwf:worse"),
-            Verdict::Failed => Some("mlwf:failed"),
-            _ => None,
-        }
+        let index = match self {
+            Verdict::Better => 0,
+            Verdict::Worse => 1,
+            Verdict::Failed => 2,
+            _ => return None,
+        };
+        Some(LABELS[index].0)
     }
 }
 
@@ -125,7 +150,7 @@ impl Default for Judging {
     /// The command line's defaults: `val/loss`, lower is better, 1% noise.
     fn default() -> Self {
         Self {
-            metric: "val/loss".into(),
+            metric: metric::VAL_LOSS.into(),
             direction: Direction::Lower,
             noise_threshold: 0.01,
         }
@@ -258,14 +283,11 @@ pub fn metric_rows(run: &Row, baseline: &Row, judging: &Judging, limit: usize) -
         .collect()
 }
 
-/// Recorded facts that differ between any two runs and say nothing about the experiment.
-const CONFIG_NOISE: &[&str] = &["branch", "commit", "dirty", "host", "device.resolved"];
-
 /// Config keys whose values differ: `(key, baseline, run)`, sorted by key.
 pub fn config_diff(run: &Row, baseline: &Row) -> Vec<(String, Option<Value>, Option<Value>)> {
     let keys: BTreeSet<&String> = run.keys().chain(baseline.keys()).collect();
     keys.into_iter()
-        .filter(|k| !k.starts_with('_') && !CONFIG_NOISE.contains(&k.as_str()))
+        .filter(|k| !k.starts_with('_') && !config::INCIDENTAL.contains(&k.as_str()))
         .filter_map(|k| {
             let (b, r) = (baseline.get(k), run.get(k));
             (b != r).then(|| (k.clone(), b.cloned(), r.cloned()))
