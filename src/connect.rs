@@ -6,13 +6,15 @@
 //! with no account and no separate process.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::git;
+use crate::retry::RetryPolicy;
 use crate::server::{self, RunningServer, ServerOptions};
-use crate::wandb::{ApiKey, Client, RetryPolicy, Settings};
+use crate::wandb::{ApiKey, Client, Settings};
 
 /// The embedded store's folder name, at the root of the user's project.
 pub const STORE_DIR: &str = ".mlwf";
@@ -171,27 +173,5 @@ async fn bind(
 /// embedded store's default home, and the trainer's checkpoints'.
 pub fn project_store_dir() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("reading the current directory")?;
-    Ok(git_root(&cwd).unwrap_or(cwd).join(STORE_DIR))
-}
-
-fn git_root(start: &Path) -> Option<PathBuf> {
-    start
-        .ancestors()
-        .find(|dir| dir.join(".git").exists())
-        .map(Path::to_path_buf)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_store_sits_at_the_git_root_when_there_is_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let nested = dir.path().join("a/b");
-        std::fs::create_dir_all(&nested).unwrap();
-        assert_eq!(git_root(&nested), None);
-        std::fs::create_dir(dir.path().join(".git")).unwrap();
-        assert_eq!(git_root(&nested).as_deref(), Some(dir.path()));
-    }
+    Ok(git::root(&cwd).unwrap_or(cwd).join(STORE_DIR))
 }

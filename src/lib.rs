@@ -12,7 +12,10 @@ pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod experiment;
+pub mod git;
 pub mod github;
+pub mod retry;
+pub mod secrets;
 pub mod server;
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -11,12 +11,12 @@ use std::time::Duration;
 use mlwf::analyze::event::{parse_event, Dispatch};
 use mlwf::analyze::facts::Project;
 use mlwf::analyze::llm::Claude;
-use mlwf::analyze::redact::Redactor;
 use mlwf::analyze::{Options, Outcome};
 use mlwf::experiment::verdict::Judging;
 use mlwf::experiment::REPORTED_TAG;
 use mlwf::github::actions::Actions;
 use mlwf::github::GitHub;
+use mlwf::secrets::{Redactor, Secret};
 use mlwf::testkit::claude::FakeClaude;
 use mlwf::testkit::github::FakeGitHub;
 use mlwf::testkit::synthetic::{log_run, SyntheticRun};
@@ -155,7 +155,7 @@ impl Fixture {
             github: Some(
                 GitHub::new(
                     self.github.url(),
-                    TOKEN,
+                    &Secret::new(TOKEN),
                     format!("{OWNER}/{REPO}").parse().unwrap(),
                 )
                 .unwrap(),
@@ -458,11 +458,11 @@ async fn the_model_reading_is_quoted_and_sees_no_secrets() {
     let claude_fake = FakeClaude::start(answer, 1).await.unwrap();
     let claude = Claude::new(
         &claude_fake.url,
-        "sk-ant-test-0123456789abcdef",
+        Secret::new("sk-ant-test-0123456789abcdef"),
         "claude-test",
     )
     .unwrap()
-    .with_retry(mlwf::wandb::RetryPolicy::new(
+    .with_retry(mlwf::retry::RetryPolicy::new(
         3,
         Duration::from_millis(1),
         Duration::from_millis(2),
@@ -668,7 +668,7 @@ async fn a_github_enterprise_api_url_with_a_path_is_honoured() {
     options.github = Some(
         GitHub::new(
             ghes.url(),
-            TOKEN,
+            &Secret::new(TOKEN),
             format!("{OWNER}/{REPO}").parse().unwrap(),
         )
         .unwrap(),

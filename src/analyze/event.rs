@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use regex::Regex;
 use serde_json::Value;
 
-use super::branch::valid_branch;
+use crate::git::valid_branch;
 
 /// The `repository_dispatch` event type the workflow listens for.
 pub const EVENT_TYPE: &str = "wandb_run_finished";

@@ -5,9 +5,10 @@ use anyhow::Context;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::branch::valid_branch;
 use crate::experiment::baseline;
 use crate::experiment::keys::{config, metric};
+use crate::git::valid_branch;
+use crate::secrets::Redactor;
 use crate::wandb::{Client, Row, RunInfo, RunState};
 
 /// Where runs live and how their pages are addressed.
@@ -83,8 +84,13 @@ pub struct Baseline {
 }
 
 /// Reads one run's facts. A finished run gets history and predictions, a failed one its log
-/// and exit code.
-pub async fn gather(project: &Project, run: RunInfo) -> anyhow::Result<Facts> {
+/// and exit code. Everything a report could show comes back with secrets redacted, so no
+/// renderer has to remember to.
+pub async fn gather(
+    project: &Project,
+    mut run: RunInfo,
+    redactor: &Redactor,
+) -> anyhow::Result<Facts> {
     let Project {
         client,
         entity,
@@ -92,6 +98,9 @@ pub async fn gather(project: &Project, run: RunInfo) -> anyhow::Result<Facts> {
         ..
     } = project;
     let id = run.id.clone();
+    run.config
+        .values_mut()
+        .for_each(|v| redactor.redact_value(v));
     let branch = run
         .config
         .get(config::BRANCH)
@@ -107,17 +116,25 @@ pub async fn gather(project: &Project, run: RunInfo) -> anyhow::Result<Facts> {
         run,
     };
     if facts.failed() {
-        facts.log = client
+        let log = client
             .output_log(entity, name, &id)
             .await
             .with_context(|| format!("reading the log of run {id}"))?;
+        facts.log = redactor.redact(&log);
     } else {
         let (history, predictions) = tokio::join!(
             client.history(entity, name, &id),
             predictions(project, &facts.run)
         );
         facts.history = history.with_context(|| format!("reading the history of run {id}"))?;
-        facts.predictions = predictions;
+        facts.predictions = predictions.map(|mut table| {
+            table
+                .data
+                .iter_mut()
+                .flatten()
+                .for_each(|cell| redactor.redact_value(cell));
+            table
+        });
     }
     Ok(facts)
 }
@@ -150,6 +167,7 @@ pub async fn baseline(
     branch: &str,
     metric: &str,
     exclude: &str,
+    redactor: &Redactor,
 ) -> anyhow::Result<Option<Baseline>> {
     let found = baseline::find(
         &project.client,
@@ -163,7 +181,7 @@ pub async fn baseline(
     let Some(baseline::Baseline { run, seeds }) = found else {
         return Ok(None);
     };
-    let facts = gather(project, run).await?;
+    let facts = gather(project, run, redactor).await?;
     // A run tagged baseline may come from another branch; say which.
     let branch = facts.branch.clone().unwrap_or_else(|| branch.to_owned());
     Ok(Some(Baseline {

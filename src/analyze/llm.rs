@@ -10,7 +10,8 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::wandb::{parse_retry_after, RetryPolicy};
+use crate::retry::{parse_retry_after, RetryPolicy};
+use crate::secrets::Secret;
 
 pub const DEFAULT_API_URL: &str = "https://api.anthropic.com";
 pub const DEFAULT_MODEL: &str = "claude-sonnet-4-5";
@@ -22,13 +23,13 @@ const MAX_TOKENS: u32 = 600;
 pub struct Claude {
     http: reqwest::Client,
     api_url: String,
-    key: String,
+    key: Secret,
     pub model: String,
     retry: RetryPolicy,
 }
 
 impl Claude {
-    pub fn new(api_url: &str, key: &str, model: &str) -> anyhow::Result<Self> {
+    pub fn new(api_url: &str, key: Secret, model: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -36,7 +37,7 @@ impl Claude {
         Ok(Self {
             http,
             api_url: api_url.trim_end_matches('/').to_owned(),
-            key: key.to_owned(),
+            key,
             model: model.to_owned(),
             retry: RetryPolicy::new(5, Duration::from_secs(2), Duration::from_secs(30)),
         })
@@ -63,7 +64,7 @@ impl Claude {
             let sent = self
                 .http
                 .post(&url)
-                .header("x-api-key", &self.key)
+                .header("x-api-key", self.key.expose())
                 .header("anthropic-version", API_VERSION)
                 .json(&body)
                 .send()
@@ -156,13 +157,17 @@ mod tests {
     #[tokio::test]
     async fn overload_is_retried_and_the_text_returned() {
         let fake = FakeClaude::start("It ran out of memory.", 2).await.unwrap();
-        let claude = Claude::new(&fake.url, "sk-ant-test-key-123456789", "claude-test")
-            .unwrap()
-            .with_retry(RetryPolicy::new(
-                4,
-                Duration::from_millis(1),
-                Duration::from_millis(2),
-            ));
+        let claude = Claude::new(
+            &fake.url,
+            Secret::new("sk-ant-test-key-123456789"),
+            "claude-test",
+        )
+        .unwrap()
+        .with_retry(RetryPolicy::new(
+            4,
+            Duration::from_millis(1),
+            Duration::from_millis(2),
+        ));
         assert_eq!(claude.ask("why?").await.unwrap(), "It ran out of memory.");
         let requests = fake.requests();
         assert_eq!(requests.len(), 3);
@@ -176,7 +181,7 @@ mod tests {
     #[tokio::test]
     async fn persistent_overload_is_an_error_not_a_hang() {
         let fake = FakeClaude::start("x", 100).await.unwrap();
-        let claude = Claude::new(&fake.url, "k", "m")
+        let claude = Claude::new(&fake.url, Secret::new("k"), "m")
             .unwrap()
             .with_retry(RetryPolicy::new(
                 3,

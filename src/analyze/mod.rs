@@ -6,12 +6,11 @@
 //! empty webhook neither loses nor doubles a report. A run is tagged only after its report is
 //! posted; the sticky comment's per-run markers make a concurrent repeat idempotent.
 //!
-//! Modules: `event` (the payload), `facts` (reads from W&B), `diagnose`, `redact`, `llm`
+//! Modules: `event` (the payload), `facts` (reads from W&B), `diagnose`, `llm`
 //! (optional narrative), `report` (one run's section), `comment` (the sticky comment), `chart`
-//! (mermaid curves), `markdown` (escaping), `branch` (name validation). What a run records, the
+//! (mermaid curves), `markdown` (escaping). What a run records, the
 //! baseline rule and the verdict are the run contract's (`crate::experiment`).
 
-pub mod branch;
 pub mod chart;
 pub mod comment;
 pub mod diagnose;
@@ -19,7 +18,6 @@ pub mod event;
 pub mod facts;
 pub mod llm;
 pub mod markdown;
-pub mod redact;
 pub mod report;
 
 use std::cell::RefCell;
@@ -31,11 +29,11 @@ use crate::experiment::verdict::{Judging, Verdict, LABELS};
 use crate::experiment::{self, REPORTED_TAG};
 use crate::github::actions::{self, Actions};
 use crate::github::{upsert_sticky, GitHub};
+use crate::secrets::Redactor;
 use crate::wandb::RunInfo;
 use event::Dispatch;
 use facts::{Facts, Project};
 use llm::Claude;
-use redact::Redactor;
 use report::{Narrative, Section};
 
 /// How to analyze, independent of where the settings came from.
@@ -170,60 +168,48 @@ async fn report_run(
     run: RunInfo,
 ) -> anyhow::Result<(Section, Facts)> {
     let id = run.id.clone();
-    let facts = facts::gather(project, run).await?;
+    let facts = facts::gather(project, run, &options.redactor).await?;
     let section = if facts.failed() {
         let diagnosis =
             diagnose::diagnose(facts.run.state.as_str(), facts.run.exit_code, &facts.log);
         let narrative = narrate(options, &facts, &diagnosis).await;
-        report::failure(
-            &facts,
-            &diagnosis,
-            narrative.as_ref(),
-            &options.judging,
-            &options.redactor,
-        )
+        report::failure(&facts, &diagnosis, narrative.as_ref(), &options.judging)
     } else {
         let baseline = facts::baseline(
             project,
             &options.baseline_branch,
             &options.judging.metric,
             &facts.run.id,
-        )
-        .await?;
-        report::success(
-            &facts,
-            baseline.as_ref(),
-            &options.judging,
             &options.redactor,
         )
-        .0
+        .await?;
+        report::success(&facts, baseline.as_ref(), &options.judging).0
     };
     tracing::info!(run = %id, verdict = section.meta.verdict.as_str(), "analyzed");
     Ok((section, facts))
 }
 
 /// The model's reading of a failure, or `None` (no model configured, or it failed: the report
-/// goes out without it).
+/// goes out without it). The model sees only redacted facts, and its answer is redacted too.
 async fn narrate(
     options: &Options,
     facts: &Facts,
     diagnosis: &diagnose::Diagnosis,
 ) -> Option<Narrative> {
     let claude = options.claude.as_ref()?;
-    let redact = |text: &str| options.redactor.redact(text);
     let tail: Vec<&str> = facts.log.lines().rev().take(80).collect();
     let tail: Vec<&str> = tail.into_iter().rev().collect();
     let config = serde_json::to_string_pretty(&facts.run.config).unwrap_or_default();
     let prompt = llm::failure_prompt(
         &diagnosis.cause.to_string(),
         diagnosis.cause.suggestion(),
-        &redact(&config),
-        &redact(&tail.join("\n")),
+        &config,
+        &tail.join("\n"),
     );
     match claude.ask(&prompt).await {
         Ok(text) => Some(Narrative {
             model: claude.model.clone(),
-            text,
+            text: options.redactor.redact(&text),
         }),
         Err(error) => {
             tracing::warn!("no narrative from {}: {error:#}", claude.model);

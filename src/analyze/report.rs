@@ -1,6 +1,6 @@
 //! One run's report section: the success report (verdict, metrics, curves, config diff,
-//! predictions, links) or the failure report (cause, evidence, fix, redacted log tail, and the
-//! model's reading when asked for).
+//! predictions, links) or the failure report (cause, evidence, fix, log tail, and the model's
+//! reading when asked for). The facts arrive redacted (`facts::gather`).
 
 use std::fmt::Write as _;
 
@@ -11,7 +11,6 @@ use super::chart::{chart, series};
 use super::diagnose::{Cause, Diagnosis};
 use super::facts::{Baseline, Facts};
 use super::markdown::{cell, code, code_block, num, percent, quote, signed, truncate};
-use super::redact::Redactor;
 use crate::experiment::keys::metric;
 use crate::experiment::verdict::{
     compare, config_diff, metric_rows, Comparison, Direction, Judging, Verdict,
@@ -62,7 +61,6 @@ pub fn success(
     facts: &Facts,
     baseline: Option<&Baseline>,
     judging: &Judging,
-    redactor: &Redactor,
 ) -> (Section, Comparison) {
     let seeds: Vec<f64> = baseline
         .map(|b| b.seeds.iter().map(|(_, v)| *v).collect())
@@ -123,9 +121,9 @@ pub fn success(
         }
     }
     if let Some(baseline) = baseline {
-        config_section(&mut body, facts, baseline, redactor);
+        config_section(&mut body, facts, baseline);
     }
-    predictions_section(&mut body, facts, redactor);
+    predictions_section(&mut body, facts);
     links(&mut body, facts, baseline);
     let meta = meta(
         facts,
@@ -143,7 +141,6 @@ pub fn failure(
     diagnosis: &Diagnosis,
     narrative: Option<&Narrative>,
     judging: &Judging,
-    redactor: &Redactor,
 ) -> Section {
     let mut body = String::new();
     let exit = facts
@@ -156,11 +153,7 @@ pub fn failure(
         cell(facts.run.state.as_str()),
         runtime(facts)
     );
-    let _ = writeln!(
-        body,
-        "**Cause: {}**\n",
-        cell(&redactor.redact(&diagnosis.cause.to_string()))
-    );
+    let _ = writeln!(body, "**Cause: {}**\n", cell(&diagnosis.cause.to_string()));
     let lines: Vec<&str> = facts.log.lines().collect();
     if let Some(index) = diagnosis.evidence_line {
         // A panic's message is on the lines after its location.
@@ -169,7 +162,7 @@ pub fn failure(
             _ => 0,
         };
         let end = (index + 1 + extra).min(lines.len());
-        let evidence = redactor.redact(&lines[index..end].join("\n"));
+        let evidence = lines[index..end].join("\n");
         let _ = writeln!(body, "{}", code_block("text", &evidence));
     }
     let _ = writeln!(
@@ -177,13 +170,13 @@ pub fn failure(
         "**Suggested fix:** {}\n",
         diagnosis.cause.suggestion()
     );
-    body.push_str(&log_excerpt(&lines, diagnosis.evidence_line, redactor));
+    body.push_str(&log_excerpt(&lines, diagnosis.evidence_line));
     if let Some(narrative) = narrative {
         let _ = writeln!(
             body,
             "\n**{}'s reading** (model output, quoted as written; not verified):\n\n{}",
             cell(&narrative.model),
-            quote(&redactor.redact(&narrative.text))
+            quote(&narrative.text)
         );
     }
     links(&mut body, facts, None);
@@ -191,7 +184,7 @@ pub fn failure(
         "**{}** — {}: {}",
         Verdict::Failed.badge(),
         cell(facts.run.state.as_str()),
-        cell(&redactor.redact(&diagnosis.cause.to_string()))
+        cell(&diagnosis.cause.to_string())
     );
     // A failed run's last logged value is no result: the table shows none.
     let comparison = Comparison {
@@ -291,7 +284,7 @@ fn curve_keys(judging: &Judging) -> Vec<String> {
     keys
 }
 
-fn config_section(body: &mut String, facts: &Facts, baseline: &Baseline, redactor: &Redactor) {
+fn config_section(body: &mut String, facts: &Facts, baseline: &Baseline) {
     let diff = config_diff(&facts.run.config, &baseline.facts.run.config);
     if diff.is_empty() {
         body.push_str("Config: identical to the baseline's.\n\n");
@@ -305,8 +298,8 @@ fn config_section(body: &mut String, facts: &Facts, baseline: &Baseline, redacto
     for (key, theirs, ours) in diff.iter().take(CONFIG_ROWS) {
         let show = |v: &Option<Value>| match v {
             None => "—".to_owned(),
-            Some(Value::String(s)) => cell(&truncate(&redactor.redact(s), CELL_CHARS)),
-            Some(other) => cell(&truncate(&redactor.redact(&other.to_string()), CELL_CHARS)),
+            Some(Value::String(s)) => cell(&truncate(s, CELL_CHARS)),
+            Some(other) => cell(&truncate(&other.to_string(), CELL_CHARS)),
         };
         let _ = writeln!(
             body,
@@ -322,7 +315,7 @@ fn config_section(body: &mut String, facts: &Facts, baseline: &Baseline, redacto
     body.push_str("\n</details>\n\n");
 }
 
-fn predictions_section(body: &mut String, facts: &Facts, redactor: &Redactor) {
+fn predictions_section(body: &mut String, facts: &Facts) {
     let Some(table) = &facts.predictions else {
         return;
     };
@@ -344,8 +337,8 @@ fn predictions_section(body: &mut String, facts: &Facts, redactor: &Redactor) {
             .map(|v| match v {
                 Value::Bool(true) => "✅".to_owned(),
                 Value::Bool(false) => "❌".to_owned(),
-                Value::String(s) => code(&truncate(&redactor.redact(s), CELL_CHARS)),
-                other => cell(&redactor.redact(&other.to_string())),
+                Value::String(s) => code(&truncate(s, CELL_CHARS)),
+                other => cell(&other.to_string()),
             })
             .collect();
         let _ = writeln!(body, "| {} |", cells.join(" | "));
@@ -380,8 +373,8 @@ fn links(body: &mut String, facts: &Facts, baseline: Option<&Baseline>) {
     body.push('\n');
 }
 
-/// The redacted log tail, preceded by the lines around the evidence when it is further up.
-fn log_excerpt(lines: &[&str], evidence: Option<usize>, redactor: &Redactor) -> String {
+/// The log tail, preceded by the lines around the evidence when it is further up.
+fn log_excerpt(lines: &[&str], evidence: Option<usize>) -> String {
     if lines.is_empty() {
         return "The run left no console log.\n\n".to_owned();
     }
@@ -394,7 +387,6 @@ fn log_excerpt(lines: &[&str], evidence: Option<usize>, redactor: &Redactor) -> 
         text.push_str("\n…\n");
     }
     text.push_str(&lines[tail_start..].join("\n"));
-    let text = redactor.redact(&text);
     // Keep the end, where the failure is.
     let count = text.chars().count();
     let text: String = if count > LOG_TAIL_CHARS {

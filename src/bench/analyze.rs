@@ -9,12 +9,12 @@ use super::scratch_server;
 use crate::analyze::event::Dispatch;
 use crate::analyze::facts::Project;
 use crate::analyze::llm::Claude;
-use crate::analyze::redact::Redactor;
 use crate::analyze::Options;
 use crate::experiment::baseline::DEFAULT_BRANCH;
 use crate::experiment::verdict::Judging;
 use crate::github::actions::Actions;
 use crate::github::GitHub;
+use crate::secrets::{Redactor, Secret};
 use crate::server::RunningServer;
 use crate::testkit::claude::FakeClaude;
 use crate::testkit::github::FakeGitHub;
@@ -100,9 +100,17 @@ async fn analyze_cases(
                 run: None,
                 dispatch: Dispatch::default(),
                 max_runs: 20,
-                github: Some(GitHub::new(github.url(), TOKEN, "bench/repo".parse()?)?),
+                github: Some(GitHub::new(
+                    github.url(),
+                    &Secret::new(TOKEN),
+                    "bench/repo".parse()?,
+                )?),
                 claude: if llm {
-                    Some(Claude::new(&claude.url, "sk-ant-bench", "fake-model")?)
+                    Some(Claude::new(
+                        &claude.url,
+                        Secret::new("sk-ant-bench"),
+                        "fake-model",
+                    )?)
                 } else {
                     None
                 },

@@ -9,13 +9,13 @@ use super::{env, print, store_settings};
 use crate::analyze::event::{self, Dispatch};
 use crate::analyze::facts::{self, Project};
 use crate::analyze::llm::Claude;
-use crate::analyze::redact::Redactor;
 use crate::analyze::{self, Options};
 use crate::cli::{AnalyzeArgs, StoreArgs};
 use crate::connect::{self, Purpose};
 use crate::experiment::verdict::Judging;
-use crate::github::actions::{self, Actions};
+use crate::github::actions::Actions;
 use crate::github::{GitHub, Repo};
+use crate::secrets::{self, Redactor, Secret};
 
 pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let dispatch = match &args.event {
@@ -46,7 +46,7 @@ pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCod
         .chain(args.anthropic_api_key.clone())
         .collect();
     if env("GITHUB_ACTIONS").as_deref() == Some("true") {
-        secrets.iter().for_each(|s| actions::add_mask(s));
+        secrets.iter().for_each(|s| secrets::add_mask(s));
     }
     let project = Project {
         client: store.client.clone(),
@@ -117,7 +117,8 @@ fn github(args: &AnalyzeArgs) -> anyhow::Result<GitHub> {
         .as_deref()
         .ok_or_else(|| anyhow!("no repository: set GITHUB_REPOSITORY (or --repo owner/name)"))?
         .parse()?;
-    GitHub::new(&args.github_api_url, token, repo).context("configuring the GitHub client")
+    GitHub::new(&args.github_api_url, &Secret::new(token), repo)
+        .context("configuring the GitHub client")
 }
 
 /// Claude for failure narratives, when asked for and a key is set.
@@ -125,7 +126,7 @@ fn claude(args: &AnalyzeArgs) -> anyhow::Result<Option<Claude>> {
     match (args.llm, args.anthropic_api_key.as_deref()) {
         (true, Some(key)) if !key.is_empty() => Ok(Some(Claude::new(
             &args.anthropic_api_url,
-            key,
+            Secret::new(key),
             &args.llm_model,
         )?)),
         (true, _) => {

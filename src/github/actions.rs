@@ -1,11 +1,13 @@
 //! GitHub Actions workflow commands: the job summary (`$GITHUB_STEP_SUMMARY`), step outputs
-//! (`$GITHUB_OUTPUT`), `::add-mask::` and `::warning::`. Outside Actions (no file configured)
+//! (`$GITHUB_OUTPUT`) and `::warning::` (`::add-mask::` is `secrets::add_mask`). Outside Actions (no file configured)
 //! summaries and outputs are simply not written.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::secrets::workflow_command_data;
 
 /// Where the runner wants summaries and outputs; `None` outside Actions.
 #[derive(Debug, Clone, Default)]
@@ -49,27 +51,9 @@ fn append(path: &Path, text: &str) -> std::io::Result<()> {
         .write_all(text.as_bytes())
 }
 
-/// Tells the runner to mask `secret` in all later log output. Printed to stdout, where the
-/// runner reads workflow commands; short values are skipped (masking "1" would mask every 1).
-pub fn add_mask(secret: &str) {
-    if secret.len() >= 4 {
-        for line in secret.lines() {
-            println!("::add-mask::{}", escape_data(line));
-        }
-    }
-}
-
 /// A warning annotation on the workflow run.
 pub fn warning(message: &str) {
-    println!("::warning::{}", escape_data(message));
-}
-
-/// The runner's escaping of a workflow command's data, so a message cannot end the command
-/// early or start a new one.
-fn escape_data(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    println!("::warning::{}", workflow_command_data(message));
 }
 
 #[cfg(test)]
@@ -95,10 +79,5 @@ mod tests {
         );
         let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
         assert_eq!(summary, "# one\n# two\n");
-    }
-
-    #[test]
-    fn command_data_cannot_inject_commands() {
-        assert_eq!(escape_data("a\n::set-output x%"), "a%0A::set-output x%25");
     }
 }

@@ -15,6 +15,8 @@ use octocrab::{Octocrab, Page};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::secrets::Secret;
+
 pub use sticky::{upsert_sticky, StickyOutcome};
 
 /// Comments per page: GitHub's maximum, so a PR with 150 comments takes two requests.
@@ -83,11 +85,11 @@ pub struct GitHub {
 
 impl GitHub {
     /// A client for `repo` at `api_url` (`https://api.github.com`, or a GHES `.../api/v3`).
-    pub fn new(api_url: &str, token: &str, repo: Repo) -> anyhow::Result<Self> {
+    pub fn new(api_url: &str, token: &Secret, repo: Repo) -> anyhow::Result<Self> {
         let octo = Octocrab::builder()
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
-            .personal_token(token.to_owned())
+            .personal_token(token.expose().to_owned())
             // Octocrab retries 5xx, 429 and connection errors three times; a hung GitHub must
             // not hold the job until its timeout.
             .set_connect_timeout(Some(Duration::from_secs(10)))

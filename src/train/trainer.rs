@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::connect::{self, Purpose, Store, StoreSettings};
 use crate::experiment::keys;
+use crate::git::GitFacts;
 use crate::train::backend::Backend;
 use crate::train::config::{DatasetSpec, TrainConfig};
 use crate::train::cpu::CpuBackend;
@@ -24,7 +25,6 @@ use crate::train::optim::{lr_at, AdamW};
 use crate::train::tracking::checkpoint::{self, Checkpoint, Progress, ResumeFrom};
 use crate::train::tracking::console::Console;
 use crate::train::tracking::f32_json;
-use crate::train::tracking::git::GitFacts;
 use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
 use crate::train::tracking::sysmetrics::{self, MetricSource, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use super::error::{Error, Result};
-use super::retry::RetryPolicy;
+use crate::retry::RetryPolicy;
 
 /// The public W&B cloud API.
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";

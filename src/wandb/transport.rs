@@ -21,8 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::error::{Error, Result};
 use super::graphql::{Operation, UPSERT_BUCKET};
-use super::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 use super::settings::{ApiKey, Settings, Tuning};
+use crate::retry::{is_retryable_status, parse_retry_after, RetryPolicy};
 
 pub(crate) const USER_AGENT: &str = concat!("mlwf/", env!("CARGO_PKG_VERSION"));
 

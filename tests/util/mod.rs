@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::Router;
-use mlwf::wandb::{ApiKey, RetryPolicy, Settings, Tuning};
+use mlwf::retry::RetryPolicy;
+use mlwf::wandb::{ApiKey, Settings, Tuning};
 
 /// The API key tests use; assertions check it never shows up in errors.
 pub const KEY: &str = "testkey-0123456789abcdefghijklmnopqrstuvwxyz_ABCD";

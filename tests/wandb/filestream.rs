@@ -311,7 +311,7 @@ async fn unreachable_file_stream_fails_finish_without_hanging() {
     fake.set_faults(|_| Fault::Reject);
     let client = client_with(&fake, |s| {
         s.tuning.file_stream_retry =
-            mlwf::wandb::RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2));
+            mlwf::retry::RetryPolicy::new(3, Duration::from_millis(1), Duration::from_millis(2));
     })
     .await;
     let run = client.start_run(spec("deadrun1")).await.unwrap();

@@ -1,10 +1,9 @@
 //! Everything a training run tells W&B besides its metrics rows: system metrics, console
-//! output, prediction tables, checkpoints (as model artifacts), git facts, and the guard that
-//! always finishes the run with the right exit code.
+//! output, prediction tables, checkpoints (as model artifacts), and the guard that always
+//! finishes the run with the right exit code.
 
 pub mod checkpoint;
 pub mod console;
-pub mod git;
 pub mod guard;
 pub mod sysmetrics;
 pub mod table;

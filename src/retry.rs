@@ -1,5 +1,6 @@
-//! Retry policy of the official client (wandb-core): which failures are retried and how long to
-//! wait between attempts.
+//! Retrying HTTP requests: how often and how patiently, which statuses are worth another attempt,
+//! and the server's `Retry-After`. The W&B client and the Claude client use it; the defaults are
+//! the official W&B client's (wandb-core).
 
 use std::time::{Duration, SystemTime};
 

@@ -1,10 +1,61 @@
-//! Secrets out of anything that leaves the job: log tails, error lines, config values, model
-//! text. Known secrets are removed by value; everything else that looks like a credential by
-//! pattern. It errs on the side of hiding: a commit SHA in a log line is masked too.
+//! Secrets out of anything that leaves mlwf: a [`Secret`] never prints itself, a [`Redactor`]
+//! takes secrets out of text (log tails, error lines, config values, model text), and
+//! [`add_mask`] tells GitHub Actions to hide one in its log. Known secrets are removed by value;
+//! everything else that looks like a credential by pattern. It errs on the side of hiding: a
+//! commit SHA in a log line is masked too.
 
+use std::fmt;
 use std::sync::OnceLock;
 
 use regex::Regex;
+use serde_json::Value;
+
+/// A credential (a GitHub token, an Anthropic key). `Debug` and `Display` print a placeholder,
+/// so it cannot leak into logs, errors or panics by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The value itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Tells the GitHub Actions runner to mask `secret` in all later log output. Printed to stdout,
+/// where the runner reads workflow commands; short values are skipped (masking "1" would mask
+/// every 1).
+pub fn add_mask(secret: &str) {
+    if secret.len() >= 4 {
+        for line in secret.lines() {
+            println!("::add-mask::{}", workflow_command_data(line));
+        }
+    }
+}
+
+/// The runner's escaping of a workflow command's data, so a message cannot end the command
+/// early or start a new one.
+pub fn workflow_command_data(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
@@ -50,6 +101,16 @@ impl Redactor {
             }
         }
         redact_random_tokens(&text)
+    }
+
+    /// Redacts every string inside a JSON value.
+    pub fn redact_value(&self, value: &mut Value) {
+        match value {
+            Value::String(text) => *text = self.redact(text),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
+            Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),
+            _ => {}
+        }
     }
 }
 
@@ -173,6 +234,31 @@ mod tests {
         for line in lines {
             assert_eq!(redact(line), line);
         }
+    }
+
+    #[test]
+    fn values_are_redacted_all_the_way_down() {
+        let mut value = serde_json::json!({"a": ["x", {"token": "api_key=hunter22"}], "n": 1});
+        Redactor::default().redact_value(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({"a": ["x", {"token": "api_key=[REDACTED]"}], "n": 1})
+        );
+    }
+
+    #[test]
+    fn a_secret_never_prints_itself() {
+        let secret = Secret::new("ghp_0123456789abcdefghijABCDEFGHIJ");
+        assert!(!format!("{secret} {secret:?}").contains("ghp_"));
+        assert_eq!(secret.expose(), "ghp_0123456789abcdefghijABCDEFGHIJ");
+    }
+
+    #[test]
+    fn command_data_cannot_inject_commands() {
+        assert_eq!(
+            workflow_command_data("a\n::set-output x%"),
+            "a%0A::set-output x%25"
+        );
     }
 
     #[test]
