@@ -11,13 +11,13 @@
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use mlwf::train::backend::counter_hash;
+use mlwf::train::backend::Precision;
 use mlwf::train::backend::{Backend, Btc, Linear};
 use mlwf::train::config::TrainConfig;
 use mlwf::train::cuda::CudaBackend;
-use mlwf::train::device::Precision;
 use mlwf::train::model::{Gpt, ModelConfig};
 use mlwf::train::optim::AdamW;
+use mlwf::train::rng::counter_hash;
 
 /// Calls per timing, after as many warm-up calls.
 const ITERS: usize = 20;

@@ -6,11 +6,13 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use crate::train::backend::Backend;
-use crate::train::config::{Device, TrainConfig};
+use crate::train::backend::Precision;
+use crate::train::config::TrainConfig;
 use crate::train::cpu::CpuBackend;
-use crate::train::data::{Batch, SplitMix64};
-use crate::train::device::{self, Precision, Selected};
+use crate::train::data::Batch;
+use crate::train::device::{self, Device, Selected};
 use crate::train::model::{Gpt, ModelConfig};
+use crate::train::rng::SplitMix64;
 use crate::train::trainer::train_step;
 
 /// What `bench train` measures.
@@ -59,10 +61,7 @@ pub fn train(args: &TrainOptions) -> anyhow::Result<TrainSpeed> {
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
-    let precision = match args.precision {
-        Some(precision) => precision,
-        None => config.precision()?,
-    };
+    let precision = args.precision.unwrap_or(config.train.precision);
     match device::select(&args.device, precision)? {
         Selected::Cpu { why } => {
             if let Some(why) = why {

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::experiment::keys;
-use crate::train::device::Precision;
+use crate::train::backend::Precision;
+use crate::train::device::Device;
 use crate::train::model::ModelConfig;
 use crate::train::optim::AdamW;
 use crate::wandb::{ArtifactRef, Row};
@@ -76,9 +77,9 @@ pub struct TrainSection {
     pub sample_count: usize,
     pub seed: u64,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    pub device: String,
+    pub device: Device,
     /// The GPU matmuls' arithmetic: `fp32`, `tf32` or `bf16` (the CPU computes in f32).
-    pub precision: String,
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,7 +87,7 @@ pub struct TrainSection {
 pub struct DataSection {
     /// `synthetic-addition[:digits]`, `shakespeare`, `file:<path>` or
     /// `artifact:[[entity/]project/]name[:alias]`.
-    pub dataset: String,
+    pub dataset: DatasetSpec,
     /// Share of the text held out for validation, taken from its end.
     pub val_fraction: f64,
     /// Where downloaded datasets are kept; default `$MLWF_DATA_CACHE`, else
@@ -102,13 +103,14 @@ pub struct RunSection {
     pub tags: Vec<String>,
     pub notes: Option<String>,
     /// A checkpoint directory, or `artifact:[[entity/]project/]name[:alias]` of a model artifact.
-    pub resume_from: Option<String>,
+    pub resume_from: Option<ResumeFrom>,
     /// Local checkpoint root; default `.mlwf/checkpoints`.
     pub checkpoint_dir: Option<PathBuf>,
 }
 
 /// Where the training text comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum DatasetSpec {
     /// Generated `a+b=` problems with operands of `digits` digits (see `data::addition`).
     Addition {
@@ -165,43 +167,58 @@ impl FromStr for DatasetSpec {
     }
 }
 
-/// Where training runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Device {
-    /// The best available: a GPU when the CUDA backend is built and sees one, else the CPU.
-    Auto,
-    Cpu,
-    Cuda(usize),
+impl fmt::Display for DatasetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Addition {
+                digits: DEFAULT_ADDITION_DIGITS,
+            } => f.write_str("synthetic-addition"),
+            Self::Addition { digits } => write!(f, "synthetic-addition:{digits}"),
+            Self::Shakespeare => f.write_str("shakespeare"),
+            Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Artifact(reference) => write!(f, "artifact:{reference}"),
+        }
+    }
 }
 
-impl FromStr for Device {
+serde_as_text!(DatasetSpec);
+
+/// Where `run.resume_from` points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ResumeFrom {
+    /// A checkpoint directory.
+    Dir(PathBuf),
+    /// `artifact:[[entity/]project/]name[:alias]` of a model artifact.
+    Artifact(ArtifactRef),
+}
+
+impl FromStr for ResumeFrom {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> anyhow::Result<Self> {
-        match text {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "cuda" => Ok(Self::Cuda(0)),
-            _ => text
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Cuda)
-                .ok_or_else(|| {
-                    anyhow!("unknown device {text:?}: expected auto, cpu, cuda or cuda:N")
-                }),
+        match text.strip_prefix("artifact:") {
+            Some(reference) => Ok(Self::Artifact(
+                reference
+                    .parse()
+                    .with_context(|| format!("checkpoint {text:?}"))?,
+            )),
+            None if text.is_empty() => bail!("the checkpoint to resume from is empty"),
+            None => Ok(Self::Dir(PathBuf::from(text))),
         }
     }
 }
 
-impl fmt::Display for Device {
+impl fmt::Display for ResumeFrom {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Auto => f.write_str("auto"),
-            Self::Cpu => f.write_str("cpu"),
-            Self::Cuda(n) => write!(f, "cuda:{n}"),
+            Self::Dir(dir) => write!(f, "{}", dir.display()),
+            Self::Artifact(reference) => write!(f, "artifact:{reference}"),
         }
     }
 }
+
+serde_as_text!(ResumeFrom);
 
 impl ModelSection {
     /// The model these settings build over a vocabulary of `vocab_size` tokens.
@@ -262,16 +279,25 @@ impl TrainConfig {
             Some(other) => bail!("\"preset\" in the config file must be a name, got {other}"),
         };
         let mut config = Self::preset(preset.or(file_preset).unwrap_or(DEFAULT_PRESET))?;
+        // Every bad value is reported, not only the first.
+        let mut problems = Vec::new();
+        let mut keep = |result: anyhow::Result<()>| {
+            if let Err(err) = result {
+                problems.push(format!("{err:#}"));
+            }
+        };
         if let (Some(mut values), Some(path)) = (file_values, file) {
             values.remove("preset");
             for (key, value) in flatten(values) {
-                config
-                    .set(&key, value)
-                    .with_context(|| format!("in {}", path.display()))?;
+                keep(
+                    config
+                        .set(&key, value)
+                        .with_context(|| format!("in {}", path.display())),
+                );
             }
         }
         for assignment in sets {
-            config.set_from_text(assignment)?;
+            keep(config.set_from_text(assignment));
         }
         if let Some(launch) = launch_overrides(&env)? {
             for (key, value) in flatten(launch) {
@@ -279,13 +305,19 @@ impl TrainConfig {
                 if key.starts_with('_') || keys::config::is_recorded(&key) {
                     continue;
                 }
-                config
-                    .set(&key, value)
-                    .context("in the W&B Launch config (WANDB_CONFIG)")?;
+                keep(
+                    config
+                        .set(&key, value)
+                        .context("in the W&B Launch config (WANDB_CONFIG)"),
+                );
             }
         }
-        config.validate()?;
-        Ok(config)
+        problems.extend(config.problems());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            bail!("invalid training config:\n  - {}", problems.join("\n  - "))
+        }
     }
 
     /// Applies one `key=value` override. The value is read as JSON when it parses (numbers,
@@ -336,6 +368,17 @@ impl TrainConfig {
 
     /// Checks the values against each other; every problem is reported at once.
     pub fn validate(&self) -> anyhow::Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("invalid training config:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    /// What [`TrainConfig::validate`] finds wrong. The typed fields (device, precision, dataset,
+    /// checkpoint) cannot hold a bad value: they are checked when set.
+    fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut need = |ok: bool, problem: String| {
             if !ok {
@@ -414,37 +457,12 @@ impl TrainConfig {
                 format!("{key} must be positive (steps between events)"),
             );
         }
-        if let Err(err) = t.device.parse::<Device>() {
-            need(false, format!("train.device: {err}"));
-        }
-        if let Err(err) = t.precision.parse::<Precision>() {
-            need(false, format!("train.precision: {err}"));
-        }
-        if let Err(err) = self.data.dataset.parse::<DatasetSpec>() {
-            need(false, format!("data.dataset: {err:#}"));
-        }
         let v = self.data.val_fraction;
         need(
             v > 0.0 && v < 1.0,
             format!("data.val_fraction must be between 0 and 1 (exclusive), got {v}"),
         );
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("invalid training config:\n  - {}", problems.join("\n  - "))
-        }
-    }
-
-    pub fn device(&self) -> anyhow::Result<Device> {
-        self.train.device.parse()
-    }
-
-    pub fn precision(&self) -> anyhow::Result<Precision> {
-        self.train.precision.parse()
-    }
-
-    pub fn dataset(&self) -> anyhow::Result<DatasetSpec> {
-        self.data.dataset.parse()
+        problems
     }
 
     /// Every hyperparameter as one flat map with dotted keys, as the W&B run config records it.
@@ -586,11 +604,13 @@ fn tiny() -> TrainConfig {
             checkpoint_interval: 500,
             sample_count: 16,
             seed: 1337,
-            device: "auto".into(),
-            precision: "fp32".into(),
+            device: Device::Auto,
+            precision: Precision::Fp32,
         },
         data: DataSection {
-            dataset: "synthetic-addition".into(),
+            dataset: DatasetSpec::Addition {
+                digits: DEFAULT_ADDITION_DIGITS,
+            },
             val_fraction: 0.1,
             cache: None,
         },
@@ -628,11 +648,11 @@ fn shakespeare_char() -> TrainConfig {
             checkpoint_interval: 1000,
             sample_count: 8,
             seed: 1337,
-            device: "auto".into(),
-            precision: "bf16".into(),
+            device: Device::Auto,
+            precision: Precision::Bf16,
         },
         data: DataSection {
-            dataset: "shakespeare".into(),
+            dataset: DatasetSpec::Shakespeare,
             val_fraction: 0.1,
             cache: None,
         },
@@ -671,11 +691,11 @@ fn gpt2_124m() -> TrainConfig {
             checkpoint_interval: 1000,
             sample_count: 4,
             seed: 1337,
-            device: "auto".into(),
-            precision: "bf16".into(),
+            device: Device::Auto,
+            precision: Precision::Bf16,
         },
         data: DataSection {
-            dataset: "shakespeare".into(),
+            dataset: DatasetSpec::Shakespeare,
             val_fraction: 0.1,
             cache: None,
         },
@@ -785,7 +805,7 @@ mod tests {
         );
         let c = TrainConfig::load(None, Some(&file), &[], no_env).unwrap();
         assert_eq!((c.model.n_head, c.train.batch_size), (4, 8));
-        assert_eq!(c.dataset().unwrap(), DatasetSpec::File("/tmp/x.txt".into()));
+        assert_eq!(c.data.dataset, DatasetSpec::File("/tmp/x.txt".into()));
         let bad = write(dir.path(), "c.json", "{}");
         let err = TrainConfig::load(None, Some(&bad), &[], no_env).unwrap_err();
         assert!(err.to_string().contains(".toml, .yaml or .yml"), "{err}");
@@ -817,7 +837,7 @@ mod tests {
         assert_eq!(c.run.notes.as_deref(), Some("try 42"));
         assert_eq!(c.run.project, None);
         assert_eq!(c.run.tags, vec!["x".to_owned(), "y".to_owned()]);
-        assert_eq!(c.device().unwrap(), Device::Cuda(1));
+        assert_eq!(c.train.device, Device::Cuda(1));
         c.set_from_text("run.tags=[\"p\"]").unwrap();
         assert_eq!(c.run.tags, vec!["p".to_owned()]);
         c.set_from_text("run.notes=42").unwrap();
@@ -878,8 +898,7 @@ mod tests {
 
     #[test]
     fn validation_reports_every_problem() {
-        let mut c = TrainConfig::preset("tiny").unwrap();
-        for assignment in [
+        let assignments = sets(&[
             "n_embd=65",
             "n_head=2",
             "batch_size=0",
@@ -890,10 +909,12 @@ mod tests {
             "eval_interval=0",
             "device=tpu",
             "dataset=synthetic-addition:12",
-        ] {
-            c.set_from_text(assignment).unwrap();
-        }
-        let err = c.validate().unwrap_err().to_string();
+            "resume_from=artifact:a/b/c/d",
+            "precision=fp16",
+        ]);
+        let err = TrainConfig::load(None, None, &assignments, no_env)
+            .unwrap_err()
+            .to_string();
         for needle in [
             "model.n_embd (65) must be a multiple of model.n_head (2)",
             "train.batch_size must be positive",
@@ -904,9 +925,33 @@ mod tests {
             "train.eval_interval",
             "unknown device \"tpu\"",
             "digits must be 1 to 9",
+            "run.resume_from = \"artifact:a/b/c/d\"",
+            "unknown precision \"fp16\"",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn typed_values_round_trip_through_their_text() {
+        let mut c = TrainConfig::preset("tiny").unwrap();
+        for assignment in [
+            "device=cuda:1",
+            "precision=bf16",
+            "dataset=artifact:team/proj/text:v2",
+            "resume_from=artifact:proj/model-x:best",
+        ] {
+            c.set_from_text(assignment).unwrap();
+        }
+        let flat = c.to_wandb_config();
+        assert_eq!(flat["train.device"], json!("cuda:1"));
+        assert_eq!(flat["data.dataset"], json!("artifact:team/proj/text:v2"));
+        assert_eq!(flat["run.resume_from"], json!("artifact:proj/model-x:best"));
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<TrainConfig>(&text).unwrap(), c);
+        // A failed set changes nothing.
+        assert!(c.set_from_text("device=tpu").is_err());
+        assert_eq!(c.train.device, Device::Cuda(1));
     }
 
     #[test]
@@ -939,7 +984,7 @@ mod tests {
         assert!("cuda:x".parse::<Device>().is_err());
         assert!("fp16".parse::<Precision>().is_err());
         let c = TrainConfig::load(Some("gpt2-124m"), None, &["precision=tf32".into()], no_env);
-        assert_eq!(c.unwrap().precision().unwrap(), Precision::Tf32);
+        assert_eq!(c.unwrap().train.precision, Precision::Tf32);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::config::DatasetSpec;
+use super::rng::SplitMix64;
 use crate::experiment::keys;
 use crate::wandb::{ArtifactRef, Client, Row};
 
@@ -124,42 +125,6 @@ impl CharTokenizer {
 
     pub fn id(&self, c: char) -> Option<u32> {
         self.chars.binary_search(&c).ok().map(|i| i as u32)
-    }
-}
-
-/// SplitMix64: tiny, fast, and defined by its constants alone, so data and batches stay the
-/// same across releases of any crate. Its state advances by a fixed step, which makes
-/// "the n-th draw" directly addressable: resuming needs only a draw count.
-#[derive(Debug, Clone)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-impl SplitMix64 {
-    pub fn new(seed: u64) -> Self {
-        Self { state: seed }
-    }
-
-    /// The generator after `draws` draws from `seed`.
-    pub fn at(seed: u64, draws: u64) -> Self {
-        Self {
-            state: seed.wrapping_add(draws.wrapping_mul(GOLDEN_GAMMA)),
-        }
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(GOLDEN_GAMMA);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `0..n` (multiply-shift: no division, bias below 2^-64 · n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 }
 
@@ -445,12 +410,12 @@ impl BatchSampler {
 /// Loads the dataset `name` (parsed as `spec`). `cache` holds downloads; `client` is needed
 /// only for artifact datasets.
 pub async fn load(
-    name: &str,
     spec: &DatasetSpec,
     val_fraction: f64,
     cache: &Path,
     client: Option<&Client>,
 ) -> anyhow::Result<Dataset> {
+    let name = &spec.to_string();
     let (kind, text) = match spec {
         DatasetSpec::Addition { digits } => {
             let addition = Addition { digits: *digits };
@@ -626,21 +591,6 @@ mod tests {
                 "{bad}"
             );
         }
-    }
-
-    #[test]
-    fn splitmix_matches_the_reference_and_jumps_to_any_draw() {
-        // The first outputs for seed 0 in the generator's published reference implementation.
-        let mut rng = SplitMix64::new(0);
-        assert_eq!(rng.next_u64(), 0xe220_a839_7b1d_cdaf);
-        assert_eq!(rng.next_u64(), 0x6e78_9e6a_a1b9_65f4);
-        let mut walked = SplitMix64::new(42);
-        for _ in 0..1000 {
-            walked.next_u64();
-        }
-        assert_eq!(walked.next_u64(), SplitMix64::at(42, 1000).next_u64());
-        let mut rng = SplitMix64::new(7);
-        assert!((0..10_000).all(|_| rng.below(3) < 3));
     }
 
     #[test]
@@ -851,16 +801,12 @@ mod tests {
         let file = dir.path().join("in.txt");
         std::fs::write(&file, "to be or not to be\n".repeat(20)).unwrap();
         let text_spec = DatasetSpec::File(file.clone());
-        let data = load("file:in.txt", &text_spec, 0.1, dir.path(), None)
-            .await
-            .unwrap();
+        let data = load(&text_spec, 0.1, dir.path(), None).await.unwrap();
         assert_eq!(data.kind, Kind::Text);
         assert_eq!(data.tokenizer.vocab_size(), 8);
 
         let spec = DatasetSpec::Addition { digits: 2 };
-        let a = load("synthetic-addition", &spec, 0.1, dir.path(), None)
-            .await
-            .unwrap();
+        let a = load(&spec, 0.1, dir.path(), None).await.unwrap();
         assert_eq!(a.kind, Kind::Addition(Addition { digits: 2 }));
         assert_eq!(
             a.train.len() + a.val.len(),
@@ -873,23 +819,17 @@ mod tests {
         let missing = DatasetSpec::File(dir.path().join("nope.txt"));
         let err = format!(
             "{:#}",
-            load("f", &missing, 0.1, dir.path(), None)
-                .await
-                .unwrap_err()
+            load(&missing, 0.1, dir.path(), None).await.unwrap_err()
         );
         assert!(
             err.contains("reading the dataset file") && err.contains("nope.txt"),
             "{err}"
         );
         std::fs::write(&file, [0xff, 0xfe]).unwrap();
-        let err = load("f", &text_spec, 0.1, dir.path(), None)
-            .await
-            .unwrap_err();
+        let err = load(&text_spec, 0.1, dir.path(), None).await.unwrap_err();
         assert!(err.to_string().contains("not UTF-8"), "{err}");
         let artifact = DatasetSpec::Artifact("p/text:v0".parse().unwrap());
-        let err = load("artifact:p/text:v0", &artifact, 0.1, dir.path(), None)
-            .await
-            .unwrap_err();
+        let err = load(&artifact, 0.1, dir.path(), None).await.unwrap_err();
         assert!(err.to_string().contains("needs a W&B connection"), "{err}");
     }
 }

@@ -5,46 +5,49 @@ use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
 
-use crate::train::config::Device;
+use crate::train::backend::Precision;
 use crate::train::cuda::CudaBackend;
 
-/// The arithmetic of the GPU matrix products. Everything else (LayerNorm, softmax, the
-/// optimizer, the f32 master weights) is f32 in every mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// f32 FMAs: matches the CPU reference to f32 rounding.
-    #[default]
-    Fp32,
-    /// TF32 tensor cores (10-bit mantissa inputs), f32 accumulation.
-    Tf32,
-    /// BF16 tensor cores (8-bit mantissa inputs), f32 accumulation: the fastest.
-    Bf16,
+/// Where training runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Device {
+    /// The best available: a GPU when the CUDA backend is built and sees one, else the CPU.
+    Auto,
+    Cpu,
+    Cuda(usize),
 }
 
-impl FromStr for Precision {
+impl FromStr for Device {
     type Err = anyhow::Error;
 
-    fn from_str(text: &str) -> Result<Self> {
+    fn from_str(text: &str) -> anyhow::Result<Self> {
         match text {
-            "fp32" => Ok(Self::Fp32),
-            "tf32" => Ok(Self::Tf32),
-            "bf16" => Ok(Self::Bf16),
-            _ => Err(anyhow!(
-                "unknown precision {text:?}: expected fp32, tf32 or bf16"
-            )),
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| {
+                    anyhow!("unknown device {text:?}: expected auto, cpu, cuda or cuda:N")
+                }),
         }
     }
 }
 
-impl fmt::Display for Precision {
+impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Fp32 => "fp32",
-            Self::Tf32 => "tf32",
-            Self::Bf16 => "bf16",
-        })
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
     }
 }
+
+serde_as_text!(Device);
 
 /// The backend a run trains on.
 #[allow(clippy::large_enum_variant)] // one per run, moved once into the model: no box needed

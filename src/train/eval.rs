@@ -3,9 +3,10 @@
 
 use anyhow::{ensure, Result};
 
-use crate::train::backend::{counter_hash, Backend};
+use crate::train::backend::Backend;
 use crate::train::data::{BatchSampler, Dataset, EvalPair, Kind};
 use crate::train::model::Gpt;
+use crate::train::rng::counter_hash;
 use crate::train::tracking::table::Prediction;
 
 /// The random stream of validation batches, apart from the training batches'.

@@ -7,8 +7,9 @@
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::train::backend::{counter_hash, Backend, Btc, Linear};
+use crate::train::backend::{Backend, Btc, Linear};
 use crate::train::optim::{clip_factor, decays, AdamW};
+use crate::train::rng::counter_hash;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
@@ -708,6 +709,11 @@ impl<B: Backend> Gpt<B> {
             scratch: None,
             last: None,
         })
+    }
+
+    /// The backend the model computes on.
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     pub fn config(&self) -> &ModelConfig {

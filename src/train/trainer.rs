@@ -14,19 +14,19 @@ use serde_json::{json, Value};
 use crate::connect::{self, Purpose, Store, StoreSettings};
 use crate::experiment::keys;
 use crate::git::GitFacts;
-use crate::train::backend::Backend;
-use crate::train::config::{DatasetSpec, TrainConfig};
+use crate::train::backend::{Backend, MetricSource};
+use crate::train::config::{DatasetSpec, ResumeFrom, TrainConfig};
 use crate::train::cpu::CpuBackend;
 use crate::train::data::{self, Batch, BatchSampler, Dataset};
 use crate::train::device::{self, Selected};
 use crate::train::eval::{Evaluation, Evaluator};
 use crate::train::model::{Gpt, GradNorms};
 use crate::train::optim::{lr_at, AdamW};
-use crate::train::tracking::checkpoint::{self, Checkpoint, Progress, ResumeFrom};
+use crate::train::tracking::checkpoint::{self, Checkpoint, Progress};
 use crate::train::tracking::console::Console;
 use crate::train::tracking::f32_json;
 use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
-use crate::train::tracking::sysmetrics::{self, MetricSource, ProcessMetrics, Sampler};
+use crate::train::tracking::sysmetrics::{self, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;
 use crate::wandb::{ArtifactSpec, Row, Run, RunSpec};
 
@@ -137,24 +137,16 @@ impl Setup<'_> {
         let config = &self.config;
         let client = &self.store.client;
         let cache = &self.data_cache;
-        let spec = config.dataset()?;
-        let dataset = data::load(
-            &config.data.dataset,
-            &spec,
-            config.data.val_fraction,
-            cache,
-            Some(client),
-        )
-        .await?;
+        let spec = &config.data.dataset;
+        let dataset = data::load(spec, config.data.val_fraction, cache, Some(client)).await?;
         dataset.check_fits(config.model.block_size)?;
-        self.record_dataset(&spec, &dataset, cache).await?;
+        self.record_dataset(spec, &dataset, cache).await?;
 
         let resumed = match &config.run.resume_from {
-            Some(text) => {
-                let from: ResumeFrom = text.parse()?;
+            Some(from) => {
                 let downloads = cache.join("checkpoints");
-                let ckpt = checkpoint::load(&from, Some(client), &downloads).await?;
-                Some((from, ckpt))
+                let ckpt = checkpoint::load(from, Some(client), &downloads).await?;
+                Some((from.clone(), ckpt))
             }
             None => None,
         };
@@ -175,40 +167,40 @@ impl Setup<'_> {
         }
         let checkpoints = self.checkpoints.clone();
 
-        let seed = config.train.seed;
-        match device::select(&config.device()?, config.precision()?)? {
+        match device::select(&config.train.device, config.train.precision)? {
             Selected::Cpu { why } => {
                 if let Some(why) = why {
                     self.console.out(format!("mlwf: {why}"));
                 }
-                let placement = Placement {
-                    facts: Row::from_iter([
-                        (keys::config::BACKEND.to_owned(), json!("cpu")),
-                        (keys::config::DEVICE.to_owned(), json!("cpu")),
-                    ]),
-                    metrics: Vec::new(),
-                };
-                let model = Gpt::new(model_config, CpuBackend::new(), seed)?;
-                let session = Session::new(self, model, dataset, resumed, checkpoints, placement);
-                session.await?.fit(cancel).await
+                let model = Gpt::new(model_config, CpuBackend::new(), config.train.seed)?;
+                self.fit(model, dataset, resumed, checkpoints, cancel).await
             }
             Selected::Cuda(backend) => {
-                let facts = backend.facts();
                 self.console.out(format!(
                     "mlwf: training on {} ({}, {} matmuls)",
-                    facts.get(keys::config::DEVICE).unwrap_or(&Value::Null),
+                    backend
+                        .facts()
+                        .get(keys::config::DEVICE)
+                        .unwrap_or(&Value::Null),
                     backend.gpu_facts().name,
                     backend.precision()
                 ));
-                let placement = Placement {
-                    facts,
-                    metrics: vec![Box::new(backend.metrics())],
-                };
-                let model = Gpt::new(model_config, backend, seed)?;
-                let session = Session::new(self, model, dataset, resumed, checkpoints, placement);
-                session.await?.fit(cancel).await
+                let model = Gpt::new(model_config, backend, config.train.seed)?;
+                self.fit(model, dataset, resumed, checkpoints, cancel).await
             }
         }
+    }
+
+    async fn fit<B: Backend>(
+        self,
+        model: Gpt<B>,
+        dataset: Dataset,
+        resumed: Option<(ResumeFrom, Checkpoint)>,
+        checkpoints: PathBuf,
+        cancel: Cancel,
+    ) -> Result<Row> {
+        let session = Session::new(self, model, dataset, resumed, checkpoints).await?;
+        session.fit(cancel).await
     }
 
     /// Records the data in the run: its facts in the config, and the run's input artifact
@@ -274,12 +266,6 @@ fn dataset_artifact_name(name: &str) -> String {
     format!("dataset-{}", safe.trim_matches('-'))
 }
 
-/// Where a run trains: the device's facts for the run config, and its system metrics.
-struct Placement {
-    facts: Row,
-    metrics: Vec<Box<dyn MetricSource>>,
-}
-
 /// A training run in progress on backend `B`.
 struct Session<'a, B: Backend> {
     setup: Setup<'a>,
@@ -307,11 +293,10 @@ impl<'a, B: Backend> Session<'a, B> {
         data: Dataset,
         resumed: Option<(ResumeFrom, Checkpoint)>,
         checkpoints: PathBuf,
-        placement: Placement,
     ) -> Result<Session<'a, B>> {
         let config = &setup.config;
         let seed = config.train.seed;
-        let mut facts = placement.facts;
+        let mut facts = model.backend().facts();
         facts.insert(
             keys::config::PARAM_COUNT.into(),
             json!(model.num_parameters()),
@@ -334,7 +319,7 @@ impl<'a, B: Backend> Session<'a, B> {
             .config_update(facts.clone())
             .await
             .context("recording the device and model in the run config")?;
-        let system_metrics = start_system_metrics(&setup, placement.metrics);
+        let system_metrics = start_system_metrics(&setup, model.backend().metric_sources());
         let evaluator = Evaluator::new(
             &data,
             seed,

@@ -448,6 +448,7 @@ async fn bad_config_is_a_clear_error_before_any_run() {
     let fx = Fixture::start().await;
     for (set, error) in [
         ("model.n_head=5", "must be a multiple of model.n_head"),
+        ("run.resume_from=artifact:a/b/c/d", "run.resume_from"),
         ("train.device=tpu", "unknown device \"tpu\""),
     ] {
         let output = fx.train(&["--set", set], &[]).await;

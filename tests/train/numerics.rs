@@ -4,10 +4,11 @@
 //!
 //! The op checks are generic over `Backend`, so a device backend can run the same ones.
 
-use mlwf::train::backend::{counter_hash, dropout_keep, dropout_threshold, Backend, Btc, Linear};
+use mlwf::train::backend::{dropout_keep, dropout_threshold, Backend, Btc, Linear};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::model::{Gpt, ModelConfig, ModelState, NamedTensor};
 use mlwf::train::optim::{clip_factor, decays, lr_at, AdamW};
+use mlwf::train::rng::counter_hash;
 
 /// `n` deterministic values uniform in `[lo, hi)`.
 fn data(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {

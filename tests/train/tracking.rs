@@ -6,14 +6,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mlwf::train::backend::MetricSource;
+use mlwf::train::config::ResumeFrom;
 use mlwf::train::config::{DatasetSpec, TrainConfig};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::data::{self, CharTokenizer, Kind, SHAKESPEARE_FILE, SHAKESPEARE_SHA256};
 use mlwf::train::model::{Gpt, ModelConfig};
-use mlwf::train::tracking::checkpoint::{self, Checkpoint, Progress, ResumeFrom};
+use mlwf::train::tracking::checkpoint::{self, Checkpoint, Progress};
 use mlwf::train::tracking::console::Console;
 use mlwf::train::tracking::guard::{self, Outcome, StopReason, Stopped};
-use mlwf::train::tracking::sysmetrics::{MetricSource, ProcessMetrics, Sampler};
+use mlwf::train::tracking::sysmetrics::{ProcessMetrics, Sampler};
 use mlwf::train::tracking::table::{predictions_table, Prediction};
 use mlwf::wandb::{ArtifactSpec, Row, Run, RunSpec, RunState};
 use serde_json::{json, Value};
@@ -106,7 +108,7 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
     let cache = fx.path("data-cache");
     let name = "artifact:testent/proj/corpus:latest";
     let spec: DatasetSpec = name.parse().unwrap();
-    let data = data::load(name, &spec, 0.2, &cache, Some(&fx.client))
+    let data = data::load(&spec, 0.2, &cache, Some(&fx.client))
         .await
         .unwrap();
     assert_eq!(data.kind, Kind::Text);
@@ -117,7 +119,7 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
     assert_eq!(data.tokenizer.vocab_size(), 4);
 
     let name = "artifact:proj/pair:v0";
-    let err = data::load(name, &name.parse().unwrap(), 0.2, &cache, Some(&fx.client))
+    let err = data::load(&name.parse().unwrap(), 0.2, &cache, Some(&fx.client))
         .await
         .unwrap_err();
     assert!(
@@ -125,7 +127,7 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
         "{err}"
     );
     let name = "artifact:proj/absent:v0";
-    let err = data::load(name, &name.parse().unwrap(), 0.2, &cache, Some(&fx.client))
+    let err = data::load(&name.parse().unwrap(), 0.2, &cache, Some(&fx.client))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("proj/absent:v0"), "{err:#}");
@@ -153,15 +155,9 @@ async fn shakespeare_loads_from_a_cached_copy_without_network() {
     };
     let cache = tempfile::tempdir().unwrap();
     std::fs::copy(&shared, cache.path().join(SHAKESPEARE_FILE)).unwrap();
-    let data = data::load(
-        "shakespeare",
-        &DatasetSpec::Shakespeare,
-        0.1,
-        cache.path(),
-        None,
-    )
-    .await
-    .unwrap();
+    let data = data::load(&DatasetSpec::Shakespeare, 0.1, cache.path(), None)
+        .await
+        .unwrap();
     assert_eq!(data.sha256, SHAKESPEARE_SHA256);
     assert_eq!(data.tokenizer.vocab_size(), 65);
     assert_eq!(data.train.len() + data.val.len(), 1_115_394);

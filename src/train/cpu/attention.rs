@@ -4,16 +4,16 @@
 //! tensor through strided views and works in its own contiguous head-major block; a second pass
 //! moves the blocks into the `[B, T, C]`-style layout. Both passes write disjoint memory.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use ndarray::linalg::general_mat_mul;
 use ndarray::ArrayView2;
 use rayon::prelude::*;
 
-use super::{check_len, matrix, matrix_mut, strided};
-use crate::train::backend::Btc;
+use super::{matrix, matrix_mut, strided};
+use crate::train::backend::{shape, Btc};
 
 /// The head geometry of one attention call.
-pub(crate) struct Heads {
+struct Heads {
     d: Btc,
     n_head: usize,
     /// Channels per head.
@@ -21,16 +21,11 @@ pub(crate) struct Heads {
 }
 
 impl Heads {
-    pub(crate) fn new(d: Btc, n_head: usize) -> Result<Self> {
-        ensure!(
-            n_head > 0 && d.c.is_multiple_of(n_head),
-            "{} channels do not split into {n_head} heads",
-            d.c
-        );
+    fn new(d: Btc, n_head: usize) -> Result<Self> {
         Ok(Self {
             d,
             n_head,
-            hs: d.c / n_head,
+            hs: shape::head_size(d, n_head)?,
         })
     }
 
@@ -80,13 +75,6 @@ impl Heads {
             });
     }
 
-    pub(crate) fn check(&self, qkv: usize, out: usize, att: usize) -> Result<()> {
-        let Btc { b, t, .. } = self.d;
-        check_len("attention qkv", qkv, 3 * self.d.numel())?;
-        check_len("attention output", out, self.d.numel())?;
-        check_len("attention probabilities", att, b * self.n_head * t * t)
-    }
-
     fn scale(&self) -> f32 {
         1.0 / (self.hs as f32).sqrt()
     }
@@ -108,7 +96,7 @@ fn causal_softmax(row: &mut [f32], len: usize) {
 
 pub fn forward(out: &mut [f32], att: &mut [f32], qkv: &[f32], d: Btc, n_head: usize) -> Result<()> {
     let heads = Heads::new(d, n_head)?;
-    heads.check(qkv.len(), out.len(), att.len())?;
+    shape::attention(d, n_head, qkv.len(), out.len(), att.len())?;
     let t = d.t;
     let mut y = vec![0.0f32; d.numel()];
     att.par_chunks_mut(t * t)
@@ -144,8 +132,8 @@ pub fn backward(
     n_head: usize,
 ) -> Result<()> {
     let heads = Heads::new(d, n_head)?;
-    heads.check(qkv.len(), dout.len(), att.len())?;
-    check_len("attention qkv gradient", dqkv.len(), qkv.len())?;
+    shape::attention(d, n_head, qkv.len(), dout.len(), att.len())?;
+    shape::len("attention qkv gradient", dqkv.len(), qkv.len())?;
     let (t, hs) = (d.t, heads.hs);
     let mut grads = vec![0.0f32; 3 * d.numel()];
     grads

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use rayon::prelude::*;
 
-use super::check_len;
+use crate::train::backend::shape;
 use crate::train::backend::{dropout_keep, dropout_threshold, AdamWUpdate};
 
 /// Elements per rayon task: large enough to amortize scheduling, fixed so results do not depend
@@ -33,7 +33,7 @@ fn tanh(u: f32) -> f32 {
 }
 
 pub fn gelu_forward(out: &mut [f32], inp: &[f32]) -> Result<()> {
-    check_len("gelu input", inp.len(), out.len())?;
+    shape::len("gelu input", inp.len(), out.len())?;
     for_each_indexed(out, |i, o| {
         let x = inp[i];
         let u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
@@ -43,8 +43,8 @@ pub fn gelu_forward(out: &mut [f32], inp: &[f32]) -> Result<()> {
 }
 
 pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) -> Result<()> {
-    check_len("gelu input", inp.len(), dinp.len())?;
-    check_len("gelu output gradient", dout.len(), dinp.len())?;
+    shape::len("gelu input", inp.len(), dinp.len())?;
+    shape::len("gelu output gradient", dout.len(), dinp.len())?;
     for_each_indexed(dinp, |i, d| {
         let x = inp[i];
         let u = GELU_SCALE * (x + GELU_CUBIC * x * x * x);
@@ -57,15 +57,15 @@ pub fn gelu_backward(dinp: &mut [f32], inp: &[f32], dout: &[f32]) -> Result<()> 
 }
 
 pub fn residual_forward(out: &mut [f32], a: &[f32], b: &[f32]) -> Result<()> {
-    check_len("residual input a", a.len(), out.len())?;
-    check_len("residual input b", b.len(), out.len())?;
+    shape::len("residual input a", a.len(), out.len())?;
+    shape::len("residual input b", b.len(), out.len())?;
     for_each_indexed(out, |i, o| *o = a[i] + b[i]);
     Ok(())
 }
 
 /// `acc += x`.
 pub fn accumulate(acc: &mut [f32], x: &[f32]) -> Result<()> {
-    check_len("accumulated gradient", x.len(), acc.len())?;
+    shape::len("accumulated gradient", x.len(), acc.len())?;
     for_each_indexed(acc, |i, a| *a += x[i]);
     Ok(())
 }
@@ -73,7 +73,7 @@ pub fn accumulate(acc: &mut [f32], x: &[f32]) -> Result<()> {
 /// Writes the dropped-out `inp` into `out`, or with `accumulate` adds it (the backward pass, which
 /// applies the same mask and scale to the output gradient).
 pub fn dropout(out: &mut [f32], inp: &[f32], p: f32, key: u64, accumulate: bool) -> Result<()> {
-    check_len("dropout input", inp.len(), out.len())?;
+    shape::len("dropout input", inp.len(), out.len())?;
     anyhow::ensure!(
         (0.0..1.0).contains(&p),
         "dropout probability {p} is not in [0, 1)"
@@ -98,9 +98,9 @@ pub fn adamw(
     v: &mut [f32],
     u: &AdamWUpdate,
 ) -> Result<()> {
-    check_len("AdamW gradient", grad.len(), param.len())?;
-    check_len("AdamW first moment", m.len(), param.len())?;
-    check_len("AdamW second moment", v.len(), param.len())?;
+    shape::len("AdamW gradient", grad.len(), param.len())?;
+    shape::len("AdamW first moment", m.len(), param.len())?;
+    shape::len("AdamW second moment", v.len(), param.len())?;
     param
         .par_chunks_mut(CHUNK)
         .zip(grad.par_chunks(CHUNK))

@@ -1,37 +1,13 @@
 //! Token plus position embedding.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use rayon::prelude::*;
 
-use super::check_len;
-use crate::train::backend::Btc;
-
-/// Checks the shapes; returns the vocabulary size.
-pub(crate) fn check_shapes(
-    ids_len: usize,
-    wte_len: usize,
-    wpe_len: usize,
-    other_len: usize,
-    d: Btc,
-) -> Result<usize> {
-    ensure!(
-        d.c > 0 && wte_len.is_multiple_of(d.c),
-        "token embedding of {wte_len} elements is not a whole number of {}-wide rows",
-        d.c
-    );
-    ensure!(
-        wpe_len >= d.t * d.c,
-        "position embedding of {wpe_len} elements has fewer than {} positions",
-        d.t
-    );
-    check_len("token ids", ids_len, d.rows())?;
-    check_len("embedding activation", other_len, d.numel())?;
-    Ok(wte_len / d.c)
-}
+use crate::train::backend::{shape, Btc};
 
 /// Checks the shapes and token ids; returns the vocabulary size.
 fn check(ids: &[u32], wte_len: usize, wpe_len: usize, other_len: usize, d: Btc) -> Result<usize> {
-    let vocab = check_shapes(ids.len(), wte_len, wpe_len, other_len, d)?;
+    let vocab = shape::embedding(ids.len(), wte_len, wpe_len, other_len, d)?;
     if let Some((i, &id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
         anyhow::bail!("token id {id} at position {i} is outside the vocabulary of {vocab}");
     }

@@ -3,72 +3,13 @@
 use anyhow::Result;
 use rayon::prelude::*;
 
-use super::check_len;
+use crate::train::backend::shape;
 
 const EPS: f32 = 1e-5;
 /// Rows per rayon task: a row is only C elements, too little work to schedule alone.
 const ROWS_PER_TASK: usize = 16;
 /// Channels per rayon task in the weight-gradient pass.
 const CHANNELS_PER_TASK: usize = 64;
-
-/// Checks `[rows, C]` tensors, `[C]` tensors, and the `[rows]` statistics.
-fn check(
-    rows: usize,
-    c: usize,
-    row_tensors: &[(&str, usize)],
-    channel_tensors: &[(&str, usize)],
-    (mean, rstd): (usize, usize),
-) -> Result<()> {
-    for &(what, len) in row_tensors {
-        check_len(what, len, rows * c)?;
-    }
-    for &(what, len) in channel_tensors {
-        check_len(what, len, c)?;
-    }
-    check_len("layernorm mean", mean, rows)?;
-    check_len("layernorm rstd", rstd, rows)
-}
-
-/// Checks a forward call, given the lengths of `[out, mean, rstd]` and `[inp, weight, bias]`.
-pub(crate) fn check_forward(
-    rows: usize,
-    c: usize,
-    [out, mean, rstd]: [usize; 3],
-    [inp, weight, bias]: [usize; 3],
-) -> Result<()> {
-    check(
-        rows,
-        c,
-        &[("layernorm output", out), ("layernorm input", inp)],
-        &[("layernorm weight", weight), ("layernorm bias", bias)],
-        (mean, rstd),
-    )
-}
-
-/// Checks a backward call, given the lengths of `[dinp, dweight, dbias]` and
-/// `[dout, inp, weight, mean, rstd]`.
-pub(crate) fn check_backward(
-    rows: usize,
-    c: usize,
-    [dinp, dweight, dbias]: [usize; 3],
-    [dout, inp, weight, mean, rstd]: [usize; 5],
-) -> Result<()> {
-    check(
-        rows,
-        c,
-        &[
-            ("layernorm input gradient", dinp),
-            ("layernorm output gradient", dout),
-            ("layernorm input", inp),
-        ],
-        &[
-            ("layernorm weight gradient", dweight),
-            ("layernorm bias gradient", dbias),
-            ("layernorm weight", weight),
-        ],
-        (mean, rstd),
-    )
-}
 
 #[allow(clippy::too_many_arguments)] // one argument per tensor, as in the Backend trait
 pub fn forward(
@@ -82,7 +23,7 @@ pub fn forward(
     c: usize,
 ) -> Result<()> {
     let lens = [&*out, &*mean, &*rstd].map(<[f32]>::len);
-    check_forward(rows, c, lens, [inp, weight, bias].map(<[f32]>::len))?;
+    shape::layernorm_forward(rows, c, lens, [inp, weight, bias].map(<[f32]>::len))?;
     out.par_chunks_mut(c)
         .zip(inp.par_chunks(c))
         .zip(mean.par_iter_mut().zip(rstd.par_iter_mut()))
@@ -115,7 +56,7 @@ pub fn backward(
 ) -> Result<()> {
     let grads = [&*dinp, &*dweight, &*dbias].map(<[f32]>::len);
     let inputs = [dout, inp, weight, mean, rstd].map(<[f32]>::len);
-    check_backward(rows, c, grads, inputs)?;
+    shape::layernorm_backward(rows, c, grads, inputs)?;
 
     // Input gradient, row by row: with n the normalized input and g = dout·weight,
     // dx = rstd · (g - mean(g) - n · mean(g·n)).

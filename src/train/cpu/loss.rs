@@ -1,25 +1,12 @@
 //! Softmax cross-entropy fused with its gradient: one pass over the logits yields both.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use rayon::prelude::*;
 
-use super::check_len;
+use crate::train::backend::shape;
 
 /// Rows per rayon task; a row is a whole vocabulary, so a few rows already make a task.
 const ROWS_PER_TASK: usize = 4;
-
-/// Checks the lengths of the tensors: `(losses, dlogits, logits, targets)`.
-pub(crate) fn check(
-    (losses, dlogits, logits, targets): (usize, usize, usize, usize),
-    rows: usize,
-    vocab: usize,
-) -> Result<()> {
-    ensure!(vocab > 0, "cross-entropy over an empty vocabulary");
-    check_len("logits", logits, rows * vocab)?;
-    check_len("logit gradient", dlogits, rows * vocab)?;
-    check_len("losses", losses, rows)?;
-    check_len("targets", targets, rows)
-}
 
 pub fn softmax_cross_entropy(
     losses: &mut [f32],
@@ -31,7 +18,7 @@ pub fn softmax_cross_entropy(
     grad_scale: f32,
 ) -> Result<()> {
     let lens = (losses.len(), dlogits.len(), logits.len(), targets.len());
-    check(lens, rows, vocab)?;
+    shape::cross_entropy(lens, rows, vocab)?;
     if let Some((i, &t)) = targets
         .iter()
         .enumerate()

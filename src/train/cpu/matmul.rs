@@ -5,22 +5,12 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{s, ArrayView1};
 use rayon::prelude::*;
 
-use super::{check_len, matrix, matrix_mut};
-use crate::train::backend::Linear;
+use super::{matrix, matrix_mut};
+use crate::train::backend::{shape, Linear};
 
 /// Rows (of the output, or of the weight gradient) per rayon task. Each task is one GEMM over
 /// the full reduction axis, so splitting never changes a sum's order.
 const ROWS_PER_TASK: usize = 64;
-
-pub(crate) fn check(d: Linear, inp: usize, weight: usize, out: usize) -> Result<()> {
-    anyhow::ensure!(
-        d.in_features > 0 && d.out_features > 0,
-        "a linear layer needs at least one input and one output feature"
-    );
-    check_len("linear input", inp, d.rows * d.in_features)?;
-    check_len("linear weight", weight, d.out_features * d.in_features)?;
-    check_len("linear output", out, d.rows * d.out_features)
-}
 
 pub fn forward(
     out: &mut [f32],
@@ -29,9 +19,9 @@ pub fn forward(
     bias: Option<&[f32]>,
     d: Linear,
 ) -> Result<()> {
-    check(d, inp.len(), weight.len(), out.len())?;
+    shape::linear(d, inp.len(), weight.len(), out.len())?;
     if let Some(bias) = bias {
-        check_len("linear bias", bias.len(), d.out_features)?;
+        shape::len("linear bias", bias.len(), d.out_features)?;
     }
     let (ic, oc) = (d.in_features, d.out_features);
     let w = matrix(weight, oc, ic);
@@ -63,9 +53,9 @@ pub fn backward(
     weight: &[f32],
     d: Linear,
 ) -> Result<()> {
-    check(d, inp.len(), weight.len(), dout.len())?;
-    check_len("linear input gradient", dinp.len(), inp.len())?;
-    check_len("linear weight gradient", dweight.len(), weight.len())?;
+    shape::linear(d, inp.len(), weight.len(), dout.len())?;
+    shape::len("linear input gradient", dinp.len(), inp.len())?;
+    shape::len("linear weight gradient", dweight.len(), weight.len())?;
     let (ic, oc) = (d.in_features, d.out_features);
 
     // dinp += dout · W, split over rows.
@@ -97,7 +87,7 @@ pub fn backward(
 
     // dbias += Σ_rows dout, split over output features, rows added in order.
     if let Some(dbias) = dbias {
-        check_len("linear bias gradient", dbias.len(), oc)?;
+        shape::len("linear bias gradient", dbias.len(), oc)?;
         dbias
             .par_chunks_mut(ROWS_PER_TASK)
             .enumerate()

@@ -18,10 +18,14 @@ pub(crate) mod layernorm;
 pub(crate) mod loss;
 pub(crate) mod matmul;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
 
-use crate::train::backend::{AdamWUpdate, Backend, Btc, Linear};
+use serde_json::json;
+
+use crate::experiment::keys;
+use crate::train::backend::{shape, AdamWUpdate, Backend, Btc, Linear};
+use crate::wandb::Row;
 
 /// The CPU backend; tensors are plain host vectors.
 #[derive(Debug, Default, Clone, Copy)]
@@ -31,15 +35,6 @@ impl CpuBackend {
     pub fn new() -> Self {
         Self
     }
-}
-
-/// Fails unless tensor `what` holds exactly `expected` elements.
-pub(crate) fn check_len(what: &str, len: usize, expected: usize) -> Result<()> {
-    ensure!(
-        len == expected,
-        "{what} has {len} elements where {expected} were expected"
-    );
-    Ok(())
 }
 
 /// A row-major `[rows, cols]` view of `data` whose rows start `row_stride` elements apart.
@@ -62,6 +57,13 @@ impl Backend for CpuBackend {
     type Buf = Vec<f32>;
     type Ids = Vec<u32>;
 
+    fn facts(&self) -> Row {
+        Row::from_iter([
+            (keys::config::BACKEND.to_owned(), json!("cpu")),
+            (keys::config::DEVICE.to_owned(), json!("cpu")),
+        ])
+    }
+
     fn alloc(&self, len: usize) -> Result<Vec<f32>> {
         Ok(vec![0.0; len])
     }
@@ -72,7 +74,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, buf: &mut Vec<f32>, data: &[f32]) -> Result<()> {
-        check_len("upload source", data.len(), buf.len())?;
+        shape::len("upload source", data.len(), buf.len())?;
         buf.copy_from_slice(data);
         Ok(())
     }
@@ -86,7 +88,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload_ids(&self, ids: &mut Vec<u32>, data: &[u32]) -> Result<()> {
-        check_len("token id upload source", data.len(), ids.len())?;
+        shape::len("token id upload source", data.len(), ids.len())?;
         ids.copy_from_slice(data);
         Ok(())
     }

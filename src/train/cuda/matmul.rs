@@ -6,7 +6,7 @@ use cudarc::driver::{DeviceRepr, LaunchConfig};
 
 use super::{dim, CudaBackend};
 use crate::train::backend::Linear;
-use crate::train::device::Precision;
+use crate::train::backend::Precision;
 
 /// A strided view `X(row, k) = ptr[row·row_stride + k·k_stride]`, batched: batch `(outer, inner)`
 /// starts `outer·outer_stride + inner·inner_stride` elements on.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use cudarc::driver::{sys, CudaContext};
 use serde_json::json;
 
-use crate::train::tracking::sysmetrics::MetricSource;
+use crate::train::backend::MetricSource;
 use crate::wandb::Row;
 
 type NvmlDevice = *mut c_void;

@@ -9,8 +9,8 @@
 //! Loading is dynamic: a binary built anywhere runs on a machine without CUDA, and
 //! [`CudaBackend::new`] then fails with a reason instead of panicking.
 //!
-//! Shapes are checked on the host with the CPU backend's checks, so both backends reject the
-//! same calls. Token ids are checked on the host when uploaded (their maximum is kept with
+//! Shapes are checked on the host with the backends' shared checks (`backend::shape`), so both
+//! backends reject the same calls. Token ids are checked on the host when uploaded (their maximum is kept with
 //! them), never by reading the device.
 
 /// Launches kernel `$name` of backend `$be` with `cfg` and arguments `$arg` (references to
@@ -43,16 +43,16 @@ use std::sync::Mutex;
 
 use anyhow::{anyhow, ensure, Context as _, Result};
 use cudarc::driver::{CudaSlice, DevicePtr, LaunchConfig};
-use serde_json::{json, Map, Value};
+use serde_json::json;
 
 pub use context::{driver_present, GpuFacts};
 
 use crate::experiment::keys;
-use crate::train::backend::{dropout_threshold, AdamWUpdate, Backend, Btc, Linear};
-use crate::train::cpu::{
-    attention::Heads, check_len, embedding, layernorm, loss, matmul as cpu_matmul,
+use crate::train::backend::{
+    dropout_threshold, shape, AdamWUpdate, Backend, Btc, Linear, MetricSource, Precision,
 };
-use crate::train::device::Precision;
+use crate::wandb::Row;
+
 use context::Gpu;
 
 /// Token ids on the device, with the largest one kept on the host for the vocabulary checks.
@@ -133,35 +133,6 @@ impl CudaBackend {
         &self.gpu.facts
     }
 
-    /// The device facts a run records in its config: the keys of a CPU run's (`backend`,
-    /// `device.resolved`) and the GPU's (`keys::config::GPU`).
-    pub fn facts(&self) -> Map<String, Value> {
-        let f = &self.gpu.facts;
-        let mut map = Map::from_iter([
-            (keys::config::BACKEND.to_owned(), json!("cuda")),
-            (
-                keys::config::DEVICE.to_owned(),
-                json!(format!("cuda:{}", f.ordinal)),
-            ),
-        ]);
-        let values = [
-            json!(f.name),
-            json!(f.total_memory_bytes),
-            json!(format!("{}.{}", f.arch.major, f.arch.minor)),
-            json!(f.multiprocessors),
-            json!(f.driver_cuda_version),
-            json!(f.nvrtc_version),
-            json!(self.precision.to_string()),
-        ];
-        map.extend(keys::config::GPU.map(str::to_owned).into_iter().zip(values));
-        map
-    }
-
-    /// A [`metrics::GpuMetrics`] source for the system-metrics sampler.
-    pub fn metrics(&self) -> metrics::GpuMetrics {
-        metrics::GpuMetrics::new(self.gpu.ctx.clone(), self.gpu.facts.ordinal)
-    }
-
     /// Waits for every enqueued op; a kernel fault surfaces here (or at the next download).
     pub fn synchronize(&self) -> Result<()> {
         self.gpu
@@ -202,6 +173,37 @@ impl Backend for CudaBackend {
     type Buf = CudaSlice<f32>;
     type Ids = CudaIds;
 
+    /// The device facts a run records in its config: the keys of a CPU run's (`backend`,
+    /// `device.resolved`) and the GPU's (`keys::config::GPU`).
+    fn facts(&self) -> Row {
+        let f = &self.gpu.facts;
+        let mut map = Row::from_iter([
+            (keys::config::BACKEND.to_owned(), json!("cuda")),
+            (
+                keys::config::DEVICE.to_owned(),
+                json!(format!("cuda:{}", f.ordinal)),
+            ),
+        ]);
+        let values = [
+            json!(f.name),
+            json!(f.total_memory_bytes),
+            json!(format!("{}.{}", f.arch.major, f.arch.minor)),
+            json!(f.multiprocessors),
+            json!(f.driver_cuda_version),
+            json!(f.nvrtc_version),
+            json!(self.precision.to_string()),
+        ];
+        map.extend(keys::config::GPU.map(str::to_owned).into_iter().zip(values));
+        map
+    }
+
+    fn metric_sources(&self) -> Vec<Box<dyn MetricSource>> {
+        vec![Box::new(metrics::GpuMetrics::new(
+            self.gpu.ctx.clone(),
+            self.gpu.facts.ordinal,
+        ))]
+    }
+
     fn alloc(&self, len: usize) -> Result<Self::Buf> {
         let r = self.gpu.stream.alloc_zeros(len);
         self.driver(&format!("allocating {len} floats on the GPU"), r)
@@ -213,7 +215,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload(&self, buf: &mut Self::Buf, data: &[f32]) -> Result<()> {
-        check_len("upload source", data.len(), buf.len())?;
+        shape::len("upload source", data.len(), buf.len())?;
         let r = self.gpu.stream.memcpy_htod(data, buf);
         self.driver("copying to the GPU", r)
     }
@@ -235,7 +237,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_ids(&self, ids: &mut Self::Ids, data: &[u32]) -> Result<()> {
-        check_len("token id upload source", data.len(), ids.buf.len())?;
+        shape::len("token id upload source", data.len(), ids.buf.len())?;
         let r = self.gpu.stream.memcpy_htod(data, &mut ids.buf);
         self.driver("copying token ids to the GPU", r)?;
         ids.max = data.iter().copied().max();
@@ -250,7 +252,7 @@ impl Backend for CudaBackend {
         wpe: &Self::Buf,
         dims: Btc,
     ) -> Result<()> {
-        let vocab = embedding::check_shapes(ids.buf.len(), wte.len(), wpe.len(), out.len(), dims)?;
+        let vocab = shape::embedding(ids.buf.len(), wte.len(), wpe.len(), out.len(), dims)?;
         ids.check_below("token id", vocab)?;
         let (t, c, n) = (dim(dims.t)?, dim(dims.c)?, out.len());
         let cfg = self.elementwise(n);
@@ -276,8 +278,7 @@ impl Backend for CudaBackend {
         ids: &Self::Ids,
         dims: Btc,
     ) -> Result<()> {
-        let vocab =
-            embedding::check_shapes(ids.buf.len(), dwte.len(), dwpe.len(), dout.len(), dims)?;
+        let vocab = shape::embedding(ids.buf.len(), dwte.len(), dwpe.len(), dout.len(), dims)?;
         ids.check_below("token id", vocab)?;
         let (t, c, n) = (dim(dims.t)?, dim(dims.c)?, dout.len());
         let cfg = self.elementwise(n);
@@ -307,7 +308,7 @@ impl Backend for CudaBackend {
         c: usize,
     ) -> Result<()> {
         let outputs = [&*out, &*mean, &*rstd].map(CudaSlice::len);
-        layernorm::check_forward(rows, c, outputs, [inp, weight, bias].map(CudaSlice::len))?;
+        shape::layernorm_forward(rows, c, outputs, [inp, weight, bias].map(CudaSlice::len))?;
         let (r, c) = (dim(rows)?, dim(c)?);
         launch!(
             self,
@@ -339,7 +340,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let grads = [&*dinp, &*dweight, &*dbias].map(CudaSlice::len);
         let inputs = [dout, inp, weight, mean, rstd].map(CudaSlice::len);
-        layernorm::check_backward(rows, c, grads, inputs)?;
+        shape::layernorm_backward(rows, c, grads, inputs)?;
         let (r, c32) = (dim(rows)?, dim(c)?);
         launch!(
             self,
@@ -377,9 +378,9 @@ impl Backend for CudaBackend {
         bias: Option<&Self::Buf>,
         dims: Linear,
     ) -> Result<()> {
-        cpu_matmul::check(dims, inp.len(), weight.len(), out.len())?;
+        shape::linear(dims, inp.len(), weight.len(), out.len())?;
         if let Some(bias) = bias {
-            check_len("linear bias", bias.len(), dims.out_features)?;
+            shape::len("linear bias", bias.len(), dims.out_features)?;
         }
         let bias = bias.map(|b| self.ptr(b));
         self.linear_forward(self.ptr(out), self.ptr(inp), self.ptr(weight), bias, dims)
@@ -395,11 +396,11 @@ impl Backend for CudaBackend {
         weight: &Self::Buf,
         dims: Linear,
     ) -> Result<()> {
-        cpu_matmul::check(dims, inp.len(), weight.len(), dout.len())?;
-        check_len("linear input gradient", dinp.len(), inp.len())?;
-        check_len("linear weight gradient", dweight.len(), weight.len())?;
+        shape::linear(dims, inp.len(), weight.len(), dout.len())?;
+        shape::len("linear input gradient", dinp.len(), inp.len())?;
+        shape::len("linear weight gradient", dweight.len(), weight.len())?;
         if let Some(dbias) = &dbias {
-            check_len("linear bias gradient", dbias.len(), dims.out_features)?;
+            shape::len("linear bias gradient", dbias.len(), dims.out_features)?;
         }
         let grads = (
             self.ptr(dinp),
@@ -417,7 +418,7 @@ impl Backend for CudaBackend {
         dims: Btc,
         n_head: usize,
     ) -> Result<()> {
-        Heads::new(dims, n_head)?.check(qkv.len(), out.len(), att.len())?;
+        shape::attention(dims, n_head, qkv.len(), out.len(), att.len())?;
         let layout = attention::Layout::new(dims, n_head);
         self.attention_forward_ptrs(self.ptr(out), self.ptr(att), self.ptr(qkv), &layout)
     }
@@ -431,8 +432,8 @@ impl Backend for CudaBackend {
         dims: Btc,
         n_head: usize,
     ) -> Result<()> {
-        Heads::new(dims, n_head)?.check(qkv.len(), dout.len(), att.len())?;
-        check_len("attention qkv gradient", dqkv.len(), qkv.len())?;
+        shape::attention(dims, n_head, qkv.len(), dout.len(), att.len())?;
+        shape::len("attention qkv gradient", dqkv.len(), qkv.len())?;
         let layout = attention::Layout::new(dims, n_head);
         let mut slot = self.datt.lock().unwrap_or_else(|e| e.into_inner());
         let datt = self.ptr(scratch(&self.gpu, &mut slot, att.len())?);
@@ -446,14 +447,14 @@ impl Backend for CudaBackend {
     }
 
     fn gelu_forward(&self, out: &mut Self::Buf, inp: &Self::Buf) -> Result<()> {
-        check_len("gelu input", inp.len(), out.len())?;
+        shape::len("gelu input", inp.len(), out.len())?;
         let n = out.len();
         launch!(self, "gelu_forward", self.elementwise(n), out, inp, &n)
     }
 
     fn gelu_backward(&self, dinp: &mut Self::Buf, inp: &Self::Buf, dout: &Self::Buf) -> Result<()> {
-        check_len("gelu input", inp.len(), dinp.len())?;
-        check_len("gelu output gradient", dout.len(), dinp.len())?;
+        shape::len("gelu input", inp.len(), dinp.len())?;
+        shape::len("gelu output gradient", dout.len(), dinp.len())?;
         let n = dinp.len();
         launch!(
             self,
@@ -467,8 +468,8 @@ impl Backend for CudaBackend {
     }
 
     fn residual_forward(&self, out: &mut Self::Buf, a: &Self::Buf, b: &Self::Buf) -> Result<()> {
-        check_len("residual input a", a.len(), out.len())?;
-        check_len("residual input b", b.len(), out.len())?;
+        shape::len("residual input a", a.len(), out.len())?;
+        shape::len("residual input b", b.len(), out.len())?;
         let n = out.len();
         launch!(self, "residual_forward", self.elementwise(n), out, a, b, &n)
     }
@@ -479,8 +480,8 @@ impl Backend for CudaBackend {
         db: &mut Self::Buf,
         dout: &Self::Buf,
     ) -> Result<()> {
-        check_len("accumulated gradient", dout.len(), da.len())?;
-        check_len("accumulated gradient", dout.len(), db.len())?;
+        shape::len("accumulated gradient", dout.len(), da.len())?;
+        shape::len("accumulated gradient", dout.len(), db.len())?;
         let n = dout.len();
         launch!(
             self,
@@ -524,7 +525,7 @@ impl Backend for CudaBackend {
         grad_scale: f32,
     ) -> Result<()> {
         let lens = (losses.len(), dlogits.len(), logits.len(), targets.buf.len());
-        loss::check(lens, rows, vocab)?;
+        shape::cross_entropy(lens, rows, vocab)?;
         targets.check_below("target", vocab)?;
         if rows == 0 {
             return Ok(());
@@ -557,9 +558,9 @@ impl Backend for CudaBackend {
         v: &mut Self::Buf,
         u: &AdamWUpdate,
     ) -> Result<()> {
-        check_len("AdamW gradient", grad.len(), param.len())?;
-        check_len("AdamW first moment", m.len(), param.len())?;
-        check_len("AdamW second moment", v.len(), param.len())?;
+        shape::len("AdamW gradient", grad.len(), param.len())?;
+        shape::len("AdamW first moment", m.len(), param.len())?;
+        shape::len("AdamW second moment", v.len(), param.len())?;
         let n = param.len();
         launch!(
             self,
@@ -617,7 +618,7 @@ impl CudaBackend {
         key: u64,
         accumulate: bool,
     ) -> Result<()> {
-        check_len("dropout input", inp.len(), out.len())?;
+        shape::len("dropout input", inp.len(), out.len())?;
         ensure!(
             (0.0..1.0).contains(&p),
             "dropout probability {p} is not in [0, 1)"

@@ -13,11 +13,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use anyhow::{anyhow, bail, ensure, Context};
+use anyhow::{anyhow, ensure, Context};
 use safetensors::{Dtype, SafeTensors, View};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -25,10 +23,10 @@ use serde_json::{json, Value};
 
 use super::f32_json;
 
-use crate::train::config::TrainConfig;
+use crate::train::config::{ResumeFrom, TrainConfig};
 use crate::train::data::CharTokenizer;
 use crate::train::model::{ModelConfig, ModelState, NamedTensor};
-use crate::wandb::{ArtifactRef, ArtifactSpec, Client, LoggedArtifact, Row, Run};
+use crate::wandb::{ArtifactSpec, Client, LoggedArtifact, Row, Run};
 
 pub const FORMAT: u32 = 1;
 const MODEL_FILE: &str = "model.safetensors";
@@ -348,39 +346,6 @@ pub async fn log_artifact(
     run.log_artifact(spec)
         .await
         .with_context(|| format!("logging the checkpoint {} as an artifact", dir.display()))
-}
-
-/// Where `run.resume_from` points.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResumeFrom {
-    Dir(PathBuf),
-    /// `artifact:[[entity/]project/]name[:alias]`.
-    Artifact(ArtifactRef),
-}
-
-impl FromStr for ResumeFrom {
-    type Err = anyhow::Error;
-
-    fn from_str(text: &str) -> anyhow::Result<Self> {
-        match text.strip_prefix("artifact:") {
-            Some(reference) => Ok(Self::Artifact(
-                reference
-                    .parse()
-                    .with_context(|| format!("run.resume_from {text:?}"))?,
-            )),
-            None if text.is_empty() => bail!("run.resume_from is empty"),
-            None => Ok(Self::Dir(PathBuf::from(text))),
-        }
-    }
-}
-
-impl fmt::Display for ResumeFrom {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Dir(dir) => write!(f, "{}", dir.display()),
-            Self::Artifact(reference) => write!(f, "artifact:{reference}"),
-        }
-    }
 }
 
 /// Reads the checkpoint `from` points to; a model artifact is first downloaded into

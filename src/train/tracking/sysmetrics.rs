@@ -10,18 +10,13 @@ use anyhow::Context;
 use serde_json::json;
 use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 
+use crate::train::backend::MetricSource;
 use crate::wandb::{Row, Run};
 
 /// The official client's default sampling interval.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
 const MIB: f64 = 1024.0 * 1024.0;
-
-/// Something that adds metrics to each sample: this process, and later the GPUs. Keys are
-/// given without the `system.` prefix (the run adds it), e.g. `gpu.0.gpu`.
-pub trait MetricSource: Send + 'static {
-    fn sample(&mut self, row: &mut Row);
-}
 
 /// This process and the host: `cpu` (process CPU % of all cores), `proc.memory.rssMB`,
 /// `proc.memory.percent`, `proc.memory.availableMB`, `proc.cpu.threads`, `memory_percent`.

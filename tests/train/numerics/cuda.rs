@@ -8,11 +8,10 @@
 //! tolerances in the spirit of llm.c's. Dropout masks must match bit for bit. Then a whole
 //! training step's loss and gradients, and a short run's loss curve.
 
-use mlwf::train::backend::{AdamWUpdate, Backend, Btc, Linear};
-use mlwf::train::config::Device;
+use mlwf::train::backend::{AdamWUpdate, Backend, Btc, Linear, Precision};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::cuda::{driver_present, CudaBackend};
-use mlwf::train::device::{select, Precision, Selected};
+use mlwf::train::device::{select, Device, Selected};
 use mlwf::train::model::{Gpt, ModelConfig, NamedTensor};
 use mlwf::train::optim::{lr_at, AdamW};
 

@@ -28,7 +28,15 @@
 //! thread or block scheduling, and a resumed run reproduces the same masks. A GPU backend must
 //! use exactly [`counter_hash`] and the integer threshold of [`dropout_threshold`] to match.
 
-use anyhow::Result;
+pub mod shape;
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{anyhow, Result};
+
+use crate::train::rng::counter_hash;
+use crate::wandb::Row;
 
 /// Layer dimensions of a `[B, T, C]` activation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +81,53 @@ pub struct AdamWUpdate {
     pub bias_correction2: f32,
 }
 
+/// The arithmetic of the GPU matrix products. Everything else (LayerNorm, softmax, the
+/// optimizer, the f32 master weights) is f32 in every mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Precision {
+    /// f32 FMAs: matches the CPU reference to f32 rounding.
+    #[default]
+    Fp32,
+    /// TF32 tensor cores (10-bit mantissa inputs), f32 accumulation.
+    Tf32,
+    /// BF16 tensor cores (8-bit mantissa inputs), f32 accumulation: the fastest.
+    Bf16,
+}
+
+impl FromStr for Precision {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "fp32" => Ok(Self::Fp32),
+            "tf32" => Ok(Self::Tf32),
+            "bf16" => Ok(Self::Bf16),
+            _ => Err(anyhow!(
+                "unknown precision {text:?}: expected fp32, tf32 or bf16"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Fp32 => "fp32",
+            Self::Tf32 => "tf32",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
+
+serde_as_text!(Precision);
+
+/// Something that adds metrics to each sample: this process, and later the GPUs. Keys are
+/// given without the `system.` prefix (the run adds it), e.g. `gpu.0.gpu`.
+pub trait MetricSource: Send + 'static {
+    fn sample(&mut self, row: &mut Row);
+}
+
 /// A compute backend: memory plus the forward and backward kernels of every layer of the GPT.
 ///
 /// Every method returns `Result` because a device backend can fail at any call (out of memory, a
@@ -83,6 +138,15 @@ pub trait Backend {
     type Buf;
     /// A u32 tensor of token ids in the backend's memory.
     type Ids;
+
+    /// What a run on this backend records in its config: `keys::config::BACKEND` and `DEVICE`,
+    /// and a GPU's `keys::config::GPU`.
+    fn facts(&self) -> Row;
+    /// This device's system metrics, sampled beside the process's (none for the CPU, which the
+    /// process metrics cover).
+    fn metric_sources(&self) -> Vec<Box<dyn MetricSource>> {
+        Vec::new()
+    }
 
     /// A zero-filled tensor of `len` elements.
     fn alloc(&self, len: usize) -> Result<Self::Buf>;
@@ -246,22 +310,6 @@ pub trait Backend {
     fn scale(&self, buf: &mut Self::Buf, factor: f32) -> Result<()>;
     /// The sum of squares of each tensor, in one trip to the host.
     fn sum_squares(&self, bufs: &[&Self::Buf]) -> Result<Vec<f64>>;
-}
-
-const GOLDEN_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// SplitMix64's output function: a bijective avalanche of 64 bits.
-pub const fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Draw number `index` of the random stream `key`: the `index + 1`-th output of a SplitMix64
-/// generator seeded with `key`, computed directly from the counter so any thread can draw any
-/// element. Also derives child keys (`counter_hash(parent, child_id)`).
-pub const fn counter_hash(key: u64, index: u64) -> u64 {
-    mix64(key.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN_GAMMA)))
 }
 
 /// The integer threshold below which a draw is dropped: `floor(p · 2³²)`, computed in f64 so the
