@@ -261,8 +261,8 @@ fn steps(be: CudaBackend, s: &Shape, precision: Precision) -> Result<()> {
     let mut step = || -> Result<()> {
         model.forward(&inputs, Some(&targets), s.b, s.t, true)?;
         model.backward()?;
-        model.step(&opt, 1e-4, 1.0);
-        model.zero_grad();
+        model.step(&opt, 1e-4, 1.0).unwrap();
+        model.zero_grad().unwrap();
         Ok(())
     };
     for _ in 0..3 {

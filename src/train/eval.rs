@@ -167,7 +167,7 @@ pub fn complete<B: Backend>(
             last.push(i * t + window.len() - 1);
         }
         model.forward(&inputs, None, n, t, false)?;
-        let logits = model.logits();
+        let logits = model.logits()?;
         for i in 0..n {
             if done[i] {
                 continue;

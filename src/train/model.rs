@@ -672,12 +672,6 @@ pub struct Gpt<B: Backend> {
     last: Option<LastForward>,
 }
 
-/// Panics with a backend error where the public API has no error channel. The CPU backend never
-/// fails these calls; a device backend fails them only on device faults.
-fn device<T>(result: Result<T>) -> T {
-    result.unwrap_or_else(|e| panic!("backend failure: {e:#}"))
-}
-
 impl<B: Backend> Gpt<B> {
     /// A freshly initialized model: GPT-2 initialization, deterministic in `seed`.
     pub fn new(config: ModelConfig, backend: B, seed: u64) -> Result<Self> {
@@ -921,95 +915,97 @@ impl<B: Backend> Gpt<B> {
         Ok(())
     }
 
-    pub fn zero_grad(&mut self) {
+    pub fn zero_grad(&mut self) -> Result<()> {
         for p in self.params.iter_mut() {
-            device(self.backend.zero(&mut p.grad));
+            self.backend.zero(&mut p.grad)?;
         }
+        Ok(())
     }
 
     /// Multiplies every gradient by `factor`, e.g. `1/k` after accumulating `k` micro-batches.
-    pub fn scale_grads(&mut self, factor: f32) {
+    pub fn scale_grads(&mut self, factor: f32) -> Result<()> {
         for p in self.params.iter_mut() {
-            device(self.backend.scale(&mut p.grad, factor));
+            self.backend.scale(&mut p.grad, factor)?;
         }
+        Ok(())
     }
 
     /// The logits of the last forward pass, `[batch, seq, vocab]`; empty before any.
-    pub fn logits(&self) -> Vec<f32> {
-        self.acts
-            .as_ref()
-            .map(|a| device(self.backend.download(&a.logits)))
-            .unwrap_or_default()
+    pub fn logits(&self) -> Result<Vec<f32>> {
+        match &self.acts {
+            Some(acts) => self.backend.download(&acts.logits),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Per-tensor gradient sums of squares, in checkpoint order.
-    fn grad_sum_squares(&self) -> Vec<f64> {
+    fn grad_sum_squares(&self) -> Result<Vec<f64>> {
         let grads: Vec<&B::Buf> = self.params.iter().map(|p| &p.grad).collect();
-        device(self.backend.sum_squares(&grads))
+        self.backend.sum_squares(&grads)
     }
 
-    pub fn grad_norms(&self) -> GradNorms {
+    pub fn grad_norms(&self) -> Result<GradNorms> {
         let mut groups: Vec<(String, f64)> = Vec::new();
-        for (p, sq) in self.params.iter().zip(self.grad_sum_squares()) {
+        for (p, sq) in self.params.iter().zip(self.grad_sum_squares()?) {
             match groups.last_mut() {
                 Some((name, sum)) if *name == p.spec.group => *sum += sq,
                 _ => groups.push((p.spec.group.clone(), sq)),
             }
         }
         let global = groups.iter().map(|(_, sq)| sq).sum::<f64>().sqrt() as f32;
-        GradNorms {
+        Ok(GradNorms {
             global,
             groups: groups
                 .into_iter()
                 .map(|(name, sq)| (name, sq.sqrt() as f32))
                 .collect(),
-        }
+        })
     }
 
     /// Clips to `max_norm` (if > 0), applies one AdamW step at `lr`; returns the pre-clip global
     /// norm. Weight decay applies to matrices only (see [`decays`]).
-    pub fn step(&mut self, opt: &AdamW, lr: f32, max_norm: f32) -> f32 {
-        let norm = self.grad_sum_squares().iter().sum::<f64>().sqrt() as f32;
+    pub fn step(&mut self, opt: &AdamW, lr: f32, max_norm: f32) -> Result<f32> {
+        let norm = self.grad_sum_squares()?.iter().sum::<f64>().sqrt() as f32;
         if let Some(factor) = clip_factor(norm, max_norm) {
-            self.scale_grads(factor);
+            self.scale_grads(factor)?;
         }
         self.step += 1;
         for p in self.params.iter_mut() {
             let update = opt.update(lr, self.step, decays(&p.spec.shape));
-            device(
-                self.backend
-                    .adamw(&mut p.value, &p.grad, &mut p.m, &mut p.v, &update),
-            );
+            self.backend
+                .adamw(&mut p.value, &p.grad, &mut p.m, &mut p.v, &update)?;
         }
-        norm
+        Ok(norm)
     }
 
     /// Host copies of one field of every parameter, in checkpoint order.
-    fn download_all(&self, field: impl Fn(&Param<B::Buf>) -> &B::Buf) -> Vec<NamedTensor> {
+    fn download_all(&self, field: impl Fn(&Param<B::Buf>) -> &B::Buf) -> Result<Vec<NamedTensor>> {
         self.params
             .iter()
-            .map(|p| NamedTensor {
-                name: p.spec.name.clone(),
-                shape: p.spec.shape.clone(),
-                data: device(self.backend.download(field(p))),
+            .map(|p| {
+                Ok(NamedTensor {
+                    name: p.spec.name.clone(),
+                    shape: p.spec.shape.clone(),
+                    data: self.backend.download(field(p))?,
+                })
             })
             .collect()
     }
 
     /// The gradients, named like the parameters.
-    pub fn grads(&self) -> Vec<NamedTensor> {
+    pub fn grads(&self) -> Result<Vec<NamedTensor>> {
         self.download_all(|p| &p.grad)
     }
 
     /// Everything needed to resume bit-exactly (with the same config and seed).
-    pub fn state(&self) -> ModelState {
-        ModelState {
-            params: self.download_all(|p| &p.value),
-            adam_m: self.download_all(|p| &p.m),
-            adam_v: self.download_all(|p| &p.v),
+    pub fn state(&self) -> Result<ModelState> {
+        Ok(ModelState {
+            params: self.download_all(|p| &p.value)?,
+            adam_m: self.download_all(|p| &p.m)?,
+            adam_v: self.download_all(|p| &p.v)?,
             step: self.step,
             rng_counter: self.rng_counter,
-        }
+        })
     }
 
     /// Restores a [`Gpt::state`]; fails, changing nothing, unless every tensor matches this

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::connect::{self, Purpose, Store, StoreSettings};
 use crate::experiment::keys;
 use crate::git::GitFacts;
-use crate::train::backend::{Backend, MetricSource};
+use crate::train::backend::{Backend, DeviceError, MetricSource};
 use crate::train::config::{DatasetSpec, ResumeFrom, TrainConfig};
 use crate::train::cpu::CpuBackend;
 use crate::train::data::{self, Batch, BatchSampler, Dataset};
@@ -523,7 +523,7 @@ impl<'a, B: Backend> Session<'a, B> {
             model: self.model.config().clone(),
             config: self.setup.config.clone(),
             tokenizer: self.data.tokenizer.clone(),
-            state: self.model.state(),
+            state: self.model.state()?,
             progress: Progress {
                 sampler_draws: self.sampler.draws(),
                 val_loss: at_eval.map(|(_, loss)| loss),
@@ -609,7 +609,8 @@ pub struct NonFiniteLoss {
 }
 
 /// One optimizer step on `batch` (`dims` = sequences × tokens): forward, backward, clip,
-/// AdamW. A loss that is not finite fails the step before the weights change.
+/// AdamW. A loss that is not finite fails the step before the weights change; a device that
+/// runs out of memory fails it with what to change.
 pub fn train_step<B: Backend>(
     model: &mut Gpt<B>,
     optimizer: &AdamW,
@@ -619,8 +620,33 @@ pub fn train_step<B: Backend>(
     grad_clip: f32,
     group_norms: bool,
 ) -> Result<Step> {
+    step_once(model, optimizer, batch, dims, lr, grad_clip, group_norms).map_err(|err| {
+        let out_of_memory = err
+            .chain()
+            .any(|e| matches!(e.downcast_ref(), Some(DeviceError::OutOfMemory { .. })));
+        if out_of_memory {
+            let (sequences, seq) = dims;
+            err.context(format!(
+                "a batch of {sequences} sequences of {seq} tokens does not fit: lower \
+                 train.batch_size or model.block_size, or shrink the model"
+            ))
+        } else {
+            err
+        }
+    })
+}
+
+fn step_once<B: Backend>(
+    model: &mut Gpt<B>,
+    optimizer: &AdamW,
+    batch: &Batch,
+    dims: (usize, usize),
+    lr: f32,
+    grad_clip: f32,
+    group_norms: bool,
+) -> Result<Step> {
     let (sequences, seq) = dims;
-    model.zero_grad();
+    model.zero_grad()?;
     let loss = model
         .forward(&batch.inputs, Some(&batch.targets), sequences, seq, true)?
         .ok_or_else(|| anyhow!("the model returned no loss for a batch with targets"))?;
@@ -628,8 +654,8 @@ pub fn train_step<B: Backend>(
         return Err(NonFiniteLoss { loss }.into());
     }
     model.backward()?;
-    let groups = group_norms.then(|| model.grad_norms());
-    let grad_norm = model.step(optimizer, lr, grad_clip);
+    let groups = group_norms.then(|| model.grad_norms()).transpose()?;
+    let grad_norm = model.step(optimizer, lr, grad_clip)?;
     Ok(Step {
         loss,
         grad_norm,

@@ -639,12 +639,12 @@ mod model {
         let inputs = tokens(1, b * t, config.vocab_size);
         let targets = tokens(2, b * t, config.vocab_size);
         let mut model = gpt(config, 5);
-        let mut state = perturbed(model.state());
+        let mut state = perturbed(model.state().unwrap());
         state.rng_counter = 11;
         model.load_state(&state).unwrap();
         model.forward(&inputs, Some(&targets), b, t, train).unwrap();
         model.backward().unwrap();
-        let grads = model.grads();
+        let grads = model.grads().unwrap();
 
         for (k, grad) in grads.iter().enumerate() {
             assert_eq!(grad.name, state.params[k].name);
@@ -701,7 +701,7 @@ mod model {
         );
         assert_eq!(tied.num_parameters(), model.num_parameters() - v * c);
 
-        let state = model.state();
+        let state = model.state().unwrap();
         let std = |name: &str| {
             let t = state.params.iter().find(|t| t.name == name).unwrap();
             let n = t.data.len() as f64;
@@ -736,16 +736,17 @@ mod model {
         assert_eq!(state.params[0].shape, vec![v, c]);
         assert!(tied
             .state()
+            .unwrap()
             .params
             .iter()
             .all(|t| t.name != "lm_head.weight"));
         assert_eq!(
-            gpt(config.clone(), 3).state(),
+            gpt(config.clone(), 3).state().unwrap(),
             state,
             "same seed, same model"
         );
-        assert_ne!(gpt(config, 4).state().params, state.params);
-        assert!(all_zero(&model.grads()));
+        assert_ne!(gpt(config, 4).state().unwrap().params, state.params);
+        assert!(all_zero(&model.grads().unwrap()));
     }
 
     #[test]
@@ -754,15 +755,15 @@ mod model {
         let mut model = gpt(config.clone(), 1);
         let (b, t, v) = (2, 5, config.vocab_size);
         let (inputs, targets) = batch(3, &config, b, t);
-        assert!(model.logits().is_empty());
+        assert!(model.logits().unwrap().is_empty());
         assert_eq!(model.forward(&inputs, None, b, t, false).unwrap(), None);
-        let logits = model.logits();
+        let logits = model.logits().unwrap();
         assert_eq!(logits.len(), b * t * v);
         let loss = model
             .forward(&inputs, Some(&targets), b, t, false)
             .unwrap()
             .unwrap();
-        assert_eq!(model.logits(), logits);
+        assert_eq!(model.logits().unwrap(), logits);
 
         // The mean loss is the cross-entropy of those logits.
         let expected: f64 = logits
@@ -783,7 +784,7 @@ mod model {
         let mut changed = inputs.clone();
         changed[t - 1] = (changed[t - 1] + 1) % v as u32;
         model.forward(&changed, None, b, t, false).unwrap();
-        let after = model.logits();
+        let after = model.logits().unwrap();
         assert_eq!(
             after[..(t - 1) * v],
             logits[..(t - 1) * v],
@@ -818,20 +819,20 @@ mod model {
     #[test]
     fn backward_accumulates_until_zeroed() {
         let mut model = with_gradients(tiny(true, 0.0));
-        let once = model.grads();
+        let once = model.grads().unwrap();
         model.backward().unwrap();
-        assert_scaled(&model.grads(), &once, 2.0);
-        model.scale_grads(0.5);
-        assert_scaled(&model.grads(), &once, 1.0);
-        model.zero_grad();
-        assert!(all_zero(&model.grads()));
+        assert_scaled(&model.grads().unwrap(), &once, 2.0);
+        model.scale_grads(0.5).unwrap();
+        assert_scaled(&model.grads().unwrap(), &once, 1.0);
+        model.zero_grad().unwrap();
+        assert!(all_zero(&model.grads().unwrap()));
     }
 
     #[test]
     fn adamw_step_decays_only_matrices() {
         let mut model = with_gradients(tiny(false, 0.0));
-        let (before, grads) = (model.state(), model.grads());
-        let norm = model.grad_norms().global;
+        let (before, grads) = (model.state().unwrap(), model.grads().unwrap());
+        let norm = model.grad_norms().unwrap().global;
         let opt = AdamW {
             beta1: 0.9,
             beta2: 0.95,
@@ -839,8 +840,8 @@ mod model {
             weight_decay: 0.5,
         };
         let lr = 0.1;
-        assert_eq!(model.step(&opt, lr, 0.0), norm);
-        let after = model.state();
+        assert_eq!(model.step(&opt, lr, 0.0).unwrap(), norm);
+        let after = model.state().unwrap();
         assert_eq!((after.step, before.step), (1, 0));
 
         let (b1, b2, eps) = (
@@ -873,7 +874,7 @@ mod model {
     #[test]
     fn clipping_scales_gradients_to_max_norm() {
         let mut model = with_gradients(tiny(false, 0.0));
-        let norms = model.grad_norms();
+        let norms = model.grad_norms().unwrap();
         let names: Vec<&str> = norms.groups.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
@@ -891,18 +892,18 @@ mod model {
 
         let opt = AdamW::default();
         assert_eq!(
-            model.step(&opt, 0.0, global * 2.0),
+            model.step(&opt, 0.0, global * 2.0).unwrap(),
             global,
             "under the limit"
         );
-        assert_eq!(model.grad_norms().global, global, "left alone");
-        assert_eq!(model.step(&opt, 0.0, 0.0), global, "clipping off");
+        assert_eq!(model.grad_norms().unwrap().global, global, "left alone");
+        assert_eq!(model.step(&opt, 0.0, 0.0).unwrap(), global, "clipping off");
         assert_eq!(
-            model.step(&opt, 0.0, global / 4.0),
+            model.step(&opt, 0.0, global / 4.0).unwrap(),
             global,
             "returns the pre-clip norm"
         );
-        let clipped = model.grad_norms().global;
+        let clipped = model.grad_norms().unwrap().global;
         assert!(
             (clipped - global / 4.0).abs() < 1e-5 * global,
             "{clipped} vs {}",
@@ -945,8 +946,10 @@ mod model {
                     .unwrap()
                     .unwrap();
                 model.backward().unwrap();
-                model.step(&opt, lr_at(step, 3e-3, 3e-4, 2, 10), 1.0);
-                model.zero_grad();
+                model
+                    .step(&opt, lr_at(step, 3e-3, 3e-4, 2, 10), 1.0)
+                    .unwrap();
+                model.zero_grad().unwrap();
                 loss
             })
             .collect()
@@ -966,7 +969,7 @@ mod model {
             pool.install(|| {
                 let mut model = gpt(mid(0.1), 7);
                 let losses = train_steps(&mut model, 0..4, (4, 32));
-                (bits(&losses), model.state())
+                (bits(&losses), model.state().unwrap())
             })
         };
         let (one, one_state) = run(1);
@@ -997,14 +1000,14 @@ mod model {
 
         let mut first = gpt(config.clone(), 9);
         let head = train_steps(&mut first, 0..3, shape);
-        let saved = first.state();
+        let saved = first.state().unwrap();
         drop(first);
         let mut resumed = gpt(config, 9);
         resumed.load_state(&saved).unwrap();
         let tail = train_steps(&mut resumed, 3..6, shape);
 
         assert_eq!(bits(&losses), bits(&[head, tail].concat()));
-        assert_eq!(straight.state(), resumed.state());
+        assert_eq!(straight.state().unwrap(), resumed.state().unwrap());
     }
 
     #[test]
@@ -1034,8 +1037,10 @@ mod model {
                     .unwrap(),
             );
             model.backward().unwrap();
-            model.step(&opt, lr_at(step, 1e-2, 1e-3, 10, 100), 1.0);
-            model.zero_grad();
+            model
+                .step(&opt, lr_at(step, 1e-2, 1e-3, 10, 100), 1.0)
+                .unwrap();
+            model.zero_grad().unwrap();
         }
         let (first, last) = (losses[0], losses[99]);
         assert!(
@@ -1157,8 +1162,8 @@ mod model {
     #[test]
     fn mismatched_states_are_rejected_without_change() {
         let mut model = gpt(tiny(true, 0.0), 1);
-        let before = model.state();
-        let untied = gpt(tiny(false, 0.0), 1).state();
+        let before = model.state().unwrap();
+        let untied = gpt(tiny(false, 0.0), 1).state().unwrap();
         assert!(err_text(model.load_state(&untied)).contains("tensors where the model has"));
 
         let mut renamed = before.clone();
@@ -1176,10 +1181,11 @@ mod model {
             },
             1,
         )
-        .state();
+        .state()
+        .unwrap();
         other.step = 5;
         assert!(model.load_state(&other).is_err());
-        assert_eq!(model.state(), before);
+        assert_eq!(model.state().unwrap(), before);
     }
 }
 
@@ -1211,5 +1217,130 @@ mod optim {
             "warmup beyond max_iters"
         );
         assert_eq!(lr_at(20, 1.0, 0.1, 10, 5), 0.1);
+    }
+}
+
+/// A device failure inside the model (here, running out of memory in the optimizer step, as a
+/// GPU can) is an error the trainer classifies and explains, never a panic.
+mod device_errors {
+    use mlwf::analyze::diagnose::{diagnose, Cause};
+    use mlwf::train::backend::{AdamWUpdate, DeviceError};
+    use mlwf::train::data::Batch;
+    use mlwf::train::trainer::train_step;
+    use mlwf::wandb::Row;
+
+    use super::*;
+
+    /// The CPU backend, except that every AdamW launch runs out of memory.
+    struct OutOfMemoryInAdamW(CpuBackend);
+
+    macro_rules! delegate {
+        ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
+            $(fn $name(&self $(, $arg: $ty)*) -> $ret {
+                self.0.$name($($arg),*)
+            })*
+        };
+    }
+
+    type Buf = Vec<f32>;
+    type Ids = Vec<u32>;
+
+    impl Backend for OutOfMemoryInAdamW {
+        type Buf = Buf;
+        type Ids = Ids;
+
+        delegate! {
+            fn facts(&self) -> Row;
+            fn alloc(&self, len: usize) -> anyhow::Result<Buf>;
+            fn zero(&self, buf: &mut Buf) -> anyhow::Result<()>;
+            fn upload(&self, buf: &mut Buf, data: &[f32]) -> anyhow::Result<()>;
+            fn download(&self, buf: &Buf) -> anyhow::Result<Vec<f32>>;
+            fn alloc_ids(&self, len: usize) -> anyhow::Result<Ids>;
+            fn upload_ids(&self, ids: &mut Ids, data: &[u32]) -> anyhow::Result<()>;
+            fn embedding_forward(&self, out: &mut Buf, ids: &Ids, wte: &Buf, wpe: &Buf, dims: Btc)
+                -> anyhow::Result<()>;
+            fn embedding_backward(&self, dwte: &mut Buf, dwpe: &mut Buf, dout: &Buf, ids: &Ids,
+                dims: Btc) -> anyhow::Result<()>;
+            fn layernorm_forward(&self, out: &mut Buf, mean: &mut Buf, rstd: &mut Buf, inp: &Buf,
+                weight: &Buf, bias: &Buf, rows: usize, c: usize) -> anyhow::Result<()>;
+            fn layernorm_backward(&self, dinp: &mut Buf, dweight: &mut Buf, dbias: &mut Buf,
+                dout: &Buf, inp: &Buf, weight: &Buf, mean: &Buf, rstd: &Buf, rows: usize,
+                c: usize) -> anyhow::Result<()>;
+            fn matmul_forward(&self, out: &mut Buf, inp: &Buf, weight: &Buf, bias: Option<&Buf>,
+                dims: Linear) -> anyhow::Result<()>;
+            fn matmul_backward(&self, dinp: &mut Buf, dweight: &mut Buf, dbias: Option<&mut Buf>,
+                dout: &Buf, inp: &Buf, weight: &Buf, dims: Linear) -> anyhow::Result<()>;
+            fn attention_forward(&self, out: &mut Buf, att: &mut Buf, qkv: &Buf, dims: Btc,
+                n_head: usize) -> anyhow::Result<()>;
+            fn attention_backward(&self, dqkv: &mut Buf, dout: &Buf, qkv: &Buf, att: &Buf,
+                dims: Btc, n_head: usize) -> anyhow::Result<()>;
+            fn gelu_forward(&self, out: &mut Buf, inp: &Buf) -> anyhow::Result<()>;
+            fn gelu_backward(&self, dinp: &mut Buf, inp: &Buf, dout: &Buf) -> anyhow::Result<()>;
+            fn residual_forward(&self, out: &mut Buf, a: &Buf, b: &Buf) -> anyhow::Result<()>;
+            fn residual_backward(&self, da: &mut Buf, db: &mut Buf, dout: &Buf)
+                -> anyhow::Result<()>;
+            fn dropout_forward(&self, out: &mut Buf, inp: &Buf, p: f32, key: u64)
+                -> anyhow::Result<()>;
+            fn dropout_backward(&self, dinp: &mut Buf, dout: &Buf, p: f32, key: u64)
+                -> anyhow::Result<()>;
+            fn softmax_cross_entropy(&self, losses: &mut Buf, dlogits: &mut Buf, logits: &Buf,
+                targets: &Ids, rows: usize, vocab: usize, grad_scale: f32) -> anyhow::Result<()>;
+            fn scale(&self, buf: &mut Buf, factor: f32) -> anyhow::Result<()>;
+            fn sum_squares(&self, bufs: &[&Buf]) -> anyhow::Result<Vec<f64>>;
+        }
+
+        fn adamw(
+            &self,
+            _: &mut Buf,
+            _: &Buf,
+            _: &mut Buf,
+            _: &mut Buf,
+            _: &AdamWUpdate,
+        ) -> anyhow::Result<()> {
+            Err(DeviceError::OutOfMemory {
+                device: "cuda:0".into(),
+                what: "launching adamw".into(),
+                source: "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+            }
+            .into())
+        }
+    }
+
+    #[test]
+    fn out_of_memory_in_the_optimizer_step_is_an_explained_error() {
+        let config = ModelConfig {
+            vocab_size: 7,
+            block_size: 4,
+            n_layer: 1,
+            n_head: 2,
+            n_embd: 8,
+            dropout: 0.0,
+            tied_head: true,
+        };
+        let mut model = Gpt::new(config, OutOfMemoryInAdamW(CpuBackend::new()), 1).unwrap();
+        let batch = Batch {
+            inputs: tokens(1, 8, 7),
+            targets: tokens(2, 8, 7),
+        };
+        let err = train_step(
+            &mut model,
+            &AdamW::default(),
+            &batch,
+            (2, 4),
+            1e-3,
+            1.0,
+            false,
+        )
+        .unwrap_err();
+        assert!(err
+            .chain()
+            .any(|e| matches!(e.downcast_ref(), Some(DeviceError::OutOfMemory { .. }))));
+        let text = format!("{err:#}");
+        assert!(text.contains("lower train.batch_size"), "{text}");
+        assert!(
+            text.contains("CUDA_ERROR_OUT_OF_MEMORY"),
+            "the source is kept: {text}"
+        );
+        assert_eq!(diagnose("failed", Some(1), &text).cause, Cause::OutOfMemory);
     }
 }

@@ -128,6 +128,27 @@ pub trait MetricSource: Send + 'static {
     fn sample(&mut self, row: &mut Row);
 }
 
+/// A backend call that failed on its device, as opposed to a call with wrong shapes. Trainers
+/// tell these apart: running out of memory asks for a smaller batch, not for a bug fix. The
+/// device's own error is kept as the source.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("out of memory on {device} while {what}")]
+    OutOfMemory {
+        device: String,
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{device} failed while {what}")]
+    Failed {
+        device: String,
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
 /// A compute backend: memory plus the forward and backward kernels of every layer of the GPT.
 ///
 /// Every method returns `Result` because a device backend can fail at any call (out of memory, a

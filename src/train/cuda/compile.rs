@@ -191,7 +191,7 @@ impl Nvrtc {
         // SAFETY: the library is present; nvrtcVersion writes two ints.
         unsafe { nvrtc::sys::nvrtcVersion(&mut major, &mut minor) }
             .result()
-            .map_err(|e| anyhow::anyhow!("nvrtcVersion failed: {e:?}"))?;
+            .context("nvrtcVersion failed")?;
         Ok(Self {
             version: (major, minor),
         })
@@ -263,7 +263,7 @@ fn compile_source(file: &str, source: &str, arch: Arch) -> Result<String> {
             arch.compute(),
             log.to_string_lossy().trim_end()
         ),
-        Err(err) => bail!("NVRTC failed on {file}: {err:?}"),
+        Err(err) => Err(anyhow::Error::new(err).context(format!("NVRTC failed on {file}"))),
     }
 }
 

@@ -8,6 +8,7 @@ use cudarc::driver::{sys, CudaContext, CudaFunction, CudaStream, DriverError};
 use cudarc::nvrtc::Ptx;
 
 use super::compile::{cache_dir, Arch, Nvrtc, KERNELS};
+use crate::train::backend::DeviceError;
 
 /// Whether the CUDA driver library (`libcuda.so`) can be loaded. cudarc panics at its first call
 /// when it cannot, so every path into the driver API checks this first.
@@ -27,7 +28,7 @@ fn driver_version() -> Result<i32> {
     // SAFETY: the driver library is present (checked by the caller); writes one int.
     unsafe { sys::cuDriverGetVersion(&mut version) }
         .result()
-        .map_err(|e| anyhow!("cuDriverGetVersion failed: {e:?}"))?;
+        .context("cuDriverGetVersion failed")?;
     Ok(version)
 }
 
@@ -71,8 +72,30 @@ pub struct Gpu {
     functions: HashMap<&'static str, CudaFunction>,
 }
 
-fn driver(what: &str) -> impl FnOnce(DriverError) -> anyhow::Error + '_ {
-    move |e| anyhow!("{what}: {e:?}")
+/// A driver call's failure on device `ordinal`, classified (out of memory, or another
+/// failure) with the driver's error kept as its source.
+pub fn device_error(ordinal: usize, what: &str, err: DriverError) -> anyhow::Error {
+    let device = format!("cuda:{ordinal}");
+    let what = what.to_owned();
+    let source = Box::new(err);
+    if err.0 == sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY {
+        DeviceError::OutOfMemory {
+            device,
+            what,
+            source,
+        }
+    } else {
+        DeviceError::Failed {
+            device,
+            what,
+            source,
+        }
+    }
+    .into()
+}
+
+fn driver(ordinal: usize, what: &str) -> impl FnOnce(DriverError) -> anyhow::Error + '_ {
+    move |e| device_error(ordinal, what, e)
 }
 
 impl Gpu {
@@ -81,7 +104,8 @@ impl Gpu {
         if !driver_present() {
             bail!("no CUDA driver: libcuda.so is not installed or not on the loader's path");
         }
-        let count = CudaContext::device_count().map_err(driver("counting CUDA devices"))?;
+        let count =
+            CudaContext::device_count().map_err(driver(ordinal, "counting CUDA devices"))?;
         if count <= 0 {
             bail!("the CUDA driver sees no GPU");
         }
@@ -91,7 +115,7 @@ impl Gpu {
         let nvrtc = Nvrtc::load(None)?;
         let driver_cuda = driver_version()?;
         check_nvrtc_supported(nvrtc.version, driver_cuda)?;
-        let ctx = CudaContext::new(ordinal).map_err(driver("creating a CUDA context"))?;
+        let ctx = CudaContext::new(ordinal).map_err(driver(ordinal, "creating a CUDA context"))?;
         // One stream orders every op, so cudarc's per-buffer events (which serialize access
         // across streams) are pure overhead. Buffers are only created after this.
         // SAFETY: the backend uses no stream but `stream` below.
@@ -99,12 +123,14 @@ impl Gpu {
         let stream = ctx.default_stream();
         let (major, minor) = ctx
             .compute_capability()
-            .map_err(driver("reading the compute capability"))?;
+            .map_err(driver(ordinal, "reading the compute capability"))?;
         let arch = Arch {
             major: major as u32,
             minor: minor as u32,
         };
-        let name = ctx.name().map_err(driver("reading the GPU name"))?;
+        let name = ctx
+            .name()
+            .map_err(driver(ordinal, "reading the GPU name"))?;
         if major < 8 {
             bail!(
                 "{name} (compute capability {major}.{minor}) is too old: the kernels use \
@@ -113,10 +139,12 @@ impl Gpu {
         }
         let multiprocessors =
             ctx.attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
-                .map_err(driver("reading the multiprocessor count"))? as u32;
+                .map_err(driver(ordinal, "reading the multiprocessor count"))? as u32;
         let facts = GpuFacts {
             ordinal,
-            total_memory_bytes: ctx.total_mem().map_err(driver("reading the memory size"))?,
+            total_memory_bytes: ctx
+                .total_mem()
+                .map_err(driver(ordinal, "reading the memory size"))?,
             name,
             arch,
             multiprocessors,
@@ -138,6 +166,11 @@ impl Gpu {
         self.functions
             .get(name)
             .with_context(|| format!("kernel {name} is not loaded"))
+    }
+
+    /// A failed driver call on this GPU (see [`device_error`]).
+    pub fn error(&self, what: &str, err: DriverError) -> anyhow::Error {
+        device_error(self.facts.ordinal, what, err)
     }
 }
 
@@ -162,13 +195,13 @@ fn load_kernels(
                     super::compile::NVRTC_DIR_ENV,
                 )
             } else {
-                anyhow!("loading the {} kernels: {e:?}", kernel.file)
+                anyhow::Error::new(e).context(format!("loading the {} kernels", kernel.file))
             }
         })?;
         for &entry in kernel.entries {
             let function = module
                 .load_function(entry)
-                .map_err(|e| anyhow!("loading kernel {entry} from {}: {e:?}", kernel.file))?;
+                .with_context(|| format!("loading kernel {entry} from {}", kernel.file))?;
             functions.insert(entry, function);
         }
     }

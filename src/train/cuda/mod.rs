@@ -29,7 +29,7 @@ macro_rules! launch {
         // buffers that the launch's sizes stay within (checked before every launch).
         unsafe { args.launch($cfg) }
             .map(|_| ())
-            .map_err(|e| anyhow::anyhow!("launching {name}: {e:?}"))
+            .map_err(|e| $be.gpu.error(&format!("launching {name}"), e))
     }};
 }
 
@@ -108,7 +108,7 @@ fn scratch<'a, T: cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits>(
         *slot = Some(
             gpu.stream
                 .alloc_zeros(len)
-                .map_err(|e| anyhow!("allocating {len} scratch elements: {e:?}"))?,
+                .map_err(|e| gpu.error(&format!("allocating {len} scratch elements"), e))?,
         );
     }
     Ok(slot.as_mut().expect("filled above"))
@@ -138,7 +138,7 @@ impl CudaBackend {
         self.gpu
             .stream
             .synchronize()
-            .map_err(|e| anyhow!("waiting for the GPU: {e:?}"))
+            .map_err(|e| self.gpu.error("waiting for the GPU", e))
     }
 
     /// The raw device address of a buffer, for the kernels that take views into buffers.
@@ -164,7 +164,7 @@ impl CudaBackend {
     }
 
     fn driver<T>(&self, what: &str, r: Result<T, cudarc::driver::DriverError>) -> Result<T> {
-        r.map_err(|e| anyhow!("{what}: {e:?}"))
+        r.map_err(|e| self.gpu.error(what, e))
     }
 }
 

@@ -422,10 +422,12 @@ fn train<B: Backend>(model: &mut Gpt<B>, steps: u64) -> (Vec<f32>, Vec<NamedTens
                 .unwrap();
             model.backward().unwrap();
             if step == 0 {
-                first_grads = model.grads();
+                first_grads = model.grads().unwrap();
             }
-            model.step(&opt, lr_at(step, 3e-3, 3e-4, 5, 40), 1.0);
-            model.zero_grad();
+            model
+                .step(&opt, lr_at(step, 3e-3, 3e-4, 5, 40), 1.0)
+                .unwrap();
+            model.zero_grad().unwrap();
             loss
         })
         .collect();
