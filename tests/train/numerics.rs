@@ -384,7 +384,7 @@ fn residual_gradcheck<B: Backend>(be: &B) {
     });
 }
 
-fn cross_entropy_gradcheck<B: Backend>(be: &B) {
+fn classifier_gradcheck<B: Backend>(be: &B) {
     let (rows, vocab) = (6, 5);
     let logits = data(1, rows * vocab, -3.0, 3.0);
     let targets = vec![0u32, 4, 2, 2, 1, 3];
@@ -492,7 +492,7 @@ fn adamw_matches_hand_computation<B: Backend>(be: &B) {
     }
 }
 
-fn scale_and_sum_squares<B: Backend>(be: &B) {
+fn norm_scale_and_sum_squares<B: Backend>(be: &B) {
     let x = data(1, 40_000, -1.0, 1.0);
     let mut buf = up(be, &x);
     let y = up(be, &[3.0, 4.0]);
@@ -533,10 +533,10 @@ macro_rules! all_op_tests {
             attention_gradcheck,
             gelu_gradcheck,
             residual_gradcheck,
-            cross_entropy_gradcheck,
+            classifier_gradcheck,
             dropout_gradcheck,
             adamw_matches_hand_computation,
-            scale_and_sum_squares,
+            norm_scale_and_sum_squares,
         );
     };
 }

@@ -9,23 +9,42 @@
 //! on the thread count, and every float sum runs inside one piece (or over pieces' results in a
 //! fixed order), so results are bit-identical however many threads run.
 
-// The shape checks of attention, embedding, layernorm, loss and matmul are shared with the
-// CUDA backend, so both reject the same bad calls with the same messages.
-pub(crate) mod attention;
-mod elementwise;
-pub(crate) mod embedding;
-pub(crate) mod layernorm;
-pub(crate) mod loss;
-pub(crate) mod matmul;
+// One file per kernel family, named like its CUDA twin in `kernels/`.
+mod adamw;
+mod attention;
+mod classifier;
+mod dropout;
+mod embedding;
+mod gelu;
+mod layernorm;
+mod matmul;
+mod norm;
+mod residual;
 
 use anyhow::Result;
 use ndarray::{ArrayView2, ArrayViewMut2, ShapeBuilder};
-
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::experiment::keys;
 use crate::train::backend::{shape, AdamWUpdate, Backend, Btc, Linear};
 use crate::wandb::Row;
+
+/// Elements per rayon task: large enough to amortize scheduling, fixed so results do not depend
+/// on the thread count.
+const CHUNK: usize = 1 << 14;
+
+/// Runs `f(i, &mut out[i])` for every element, in parallel chunks.
+fn for_each_indexed(out: &mut [f32], f: impl Fn(usize, &mut f32) + Sync) {
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(chunk, xs)| {
+            let base = chunk * CHUNK;
+            for (j, x) in xs.iter_mut().enumerate() {
+                f(base + j, x);
+            }
+        });
+}
 
 /// The CPU backend; tensors are plain host vectors.
 #[derive(Debug, Default, Clone, Copy)]
@@ -194,15 +213,15 @@ impl Backend for CpuBackend {
     }
 
     fn gelu_forward(&self, out: &mut Vec<f32>, inp: &Vec<f32>) -> Result<()> {
-        elementwise::gelu_forward(out, inp)
+        gelu::forward(out, inp)
     }
 
     fn gelu_backward(&self, dinp: &mut Vec<f32>, inp: &Vec<f32>, dout: &Vec<f32>) -> Result<()> {
-        elementwise::gelu_backward(dinp, inp, dout)
+        gelu::backward(dinp, inp, dout)
     }
 
     fn residual_forward(&self, out: &mut Vec<f32>, a: &Vec<f32>, b: &Vec<f32>) -> Result<()> {
-        elementwise::residual_forward(out, a, b)
+        residual::forward(out, a, b)
     }
 
     fn residual_backward(
@@ -211,12 +230,12 @@ impl Backend for CpuBackend {
         db: &mut Vec<f32>,
         dout: &Vec<f32>,
     ) -> Result<()> {
-        elementwise::accumulate(da, dout)?;
-        elementwise::accumulate(db, dout)
+        residual::accumulate(da, dout)?;
+        residual::accumulate(db, dout)
     }
 
     fn dropout_forward(&self, out: &mut Vec<f32>, inp: &Vec<f32>, p: f32, key: u64) -> Result<()> {
-        elementwise::dropout(out, inp, p, key, false)
+        dropout::apply(out, inp, p, key, false)
     }
 
     fn dropout_backward(
@@ -226,7 +245,7 @@ impl Backend for CpuBackend {
         p: f32,
         key: u64,
     ) -> Result<()> {
-        elementwise::dropout(dinp, dout, p, key, true)
+        dropout::apply(dinp, dout, p, key, true)
     }
 
     fn softmax_cross_entropy(
@@ -239,7 +258,7 @@ impl Backend for CpuBackend {
         vocab: usize,
         grad_scale: f32,
     ) -> Result<()> {
-        loss::softmax_cross_entropy(losses, dlogits, logits, targets, rows, vocab, grad_scale)
+        classifier::softmax_cross_entropy(losses, dlogits, logits, targets, rows, vocab, grad_scale)
     }
 
     fn adamw(
@@ -250,15 +269,15 @@ impl Backend for CpuBackend {
         v: &mut Vec<f32>,
         update: &AdamWUpdate,
     ) -> Result<()> {
-        elementwise::adamw(param, grad, m, v, update)
+        adamw::step(param, grad, m, v, update)
     }
 
     fn scale(&self, buf: &mut Vec<f32>, factor: f32) -> Result<()> {
-        elementwise::scale(buf, factor);
+        norm::scale(buf, factor);
         Ok(())
     }
 
     fn sum_squares(&self, bufs: &[&Vec<f32>]) -> Result<Vec<f64>> {
-        Ok(bufs.iter().map(|b| elementwise::sum_squares(b)).collect())
+        Ok(bufs.iter().map(|b| norm::sum_squares(b)).collect())
     }
 }

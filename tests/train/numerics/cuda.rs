@@ -93,7 +93,8 @@ trait Runner {
     fn attention(&self, d: Btc, n_head: usize, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
     fn layernorm(&self, rows: usize, c: usize, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
     fn embedding(&self, d: Btc, ids: &[u32], t: &[Vec<f32>]) -> Vec<Vec<f32>>;
-    fn elementwise(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
+    fn gelu(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
+    fn residual(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
     fn classifier(
         &self,
         rows: usize,
@@ -101,7 +102,9 @@ trait Runner {
         targets: &[u32],
         t: &[Vec<f32>],
     ) -> Vec<Vec<f32>>;
-    fn optimizer(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
+    fn adamw(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
+    /// `scale` of the first tensor and the sums of squares of all.
+    fn norm(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>>;
     /// The dropout output and the accumulated input gradient.
     fn dropout(&self, x: &[f32], g0: &[f32], p: f32, key: u64) -> (Vec<f32>, Vec<f32>);
 }
@@ -188,22 +191,24 @@ impl<B: Backend> Runner for B {
         [out, dwte, dwpe].iter().map(|b| down(self, b)).collect()
     }
 
-    fn elementwise(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
-        let [x, y, dy] = t else { unreachable!() };
+    fn gelu(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let [x, dy] = t else { unreachable!() };
         let n = x.len();
-        let (x, y, dy) = (up(self, x), up(self, y), up(self, dy));
+        let (x, dy) = (up(self, x), up(self, dy));
         let (mut gelu, mut dgelu) = (zeros(self, n), up(self, &vec![0.5; n]));
         self.gelu_forward(&mut gelu, &x).unwrap();
         self.gelu_backward(&mut dgelu, &x, &dy).unwrap();
+        [gelu, dgelu].iter().map(|b| down(self, b)).collect()
+    }
+
+    fn residual(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let [x, y, dy] = t else { unreachable!() };
+        let n = x.len();
+        let (x, y, dy) = (up(self, x), up(self, y), up(self, dy));
         let (mut sum, mut da, mut db) = (zeros(self, n), up(self, &vec![1.0; n]), zeros(self, n));
         self.residual_forward(&mut sum, &x, &y).unwrap();
         self.residual_backward(&mut da, &mut db, &dy).unwrap();
-        let mut scaled = up(self, &down(self, &y));
-        self.scale(&mut scaled, 0.37).unwrap();
-        [gelu, dgelu, sum, da, db, scaled]
-            .iter()
-            .map(|b| down(self, b))
-            .collect()
+        [sum, da, db].iter().map(|b| down(self, b)).collect()
     }
 
     fn classifier(
@@ -229,7 +234,7 @@ impl<B: Backend> Runner for B {
         [losses, dlogits].iter().map(|b| down(self, b)).collect()
     }
 
-    fn optimizer(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
+    fn adamw(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let [p, g, m, v] = t else { unreachable!() };
         let (mut p, mut m, mut v) = (up(self, p), up(self, m), up(self, v));
         let update = AdamWUpdate {
@@ -242,10 +247,21 @@ impl<B: Backend> Runner for B {
             bias_correction2: 0.0975,
         };
         let g = up(self, g);
-        self.adamw(&mut p, &g, &mut m, &mut v, &update).unwrap();
-        let sums = self.sum_squares(&[&g, &p]).unwrap();
-        let sums = sums.iter().map(|&s| s as f32).collect();
-        vec![down(self, &p), down(self, &m), down(self, &v), sums]
+        Backend::adamw(self, &mut p, &g, &mut m, &mut v, &update).unwrap();
+        vec![down(self, &p), down(self, &m), down(self, &v)]
+    }
+
+    fn norm(&self, t: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let tensors: Vec<B::Buf> = t.iter().map(|x| up(self, x)).collect();
+        let mut scaled = up(self, &t[0]);
+        self.scale(&mut scaled, 0.37).unwrap();
+        let sums = self
+            .sum_squares(&tensors.iter().collect::<Vec<_>>())
+            .unwrap();
+        vec![
+            down(self, &scaled),
+            sums.iter().map(|&s| s as f32).collect(),
+        ]
     }
 
     fn dropout(&self, x: &[f32], g0: &[f32], p: f32, key: u64) -> (Vec<f32>, Vec<f32>) {
@@ -261,136 +277,187 @@ impl<B: Backend> Runner for B {
 const PRECISIONS: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Bf16];
 
 /// Shapes that are not multiples of the 64 × 64 matmul tile, so partial tiles are exercised.
-#[test]
-fn matmul_matches_cpu() {
-    for precision in PRECISIONS {
-        for d in [
-            Linear {
-                rows: 130,
-                in_features: 96,
-                out_features: 200,
-            },
-            Linear {
-                rows: 64,
-                in_features: 768,
-                out_features: 64,
-            },
-            Linear {
-                rows: 7,
-                in_features: 5,
-                out_features: 3,
-            },
-        ] {
-            let n = d.rows.max(d.out_features) * d.in_features.max(d.out_features);
-            let t = [
-                data(1, d.rows * d.in_features, -1.0, 1.0),
-                data(2, d.out_features * d.in_features, -1.0, 1.0),
-                data(3, d.out_features, -1.0, 1.0),
-                data(4, d.rows * d.out_features, -1.0, 1.0),
-                data(5, n, -1.0, 1.0),
-            ];
-            parity(&format!("matmul {d:?}"), precision, |r| r.matmul(d, &t));
+mod matmul {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        for precision in PRECISIONS {
+            for d in [
+                Linear {
+                    rows: 130,
+                    in_features: 96,
+                    out_features: 200,
+                },
+                Linear {
+                    rows: 64,
+                    in_features: 768,
+                    out_features: 64,
+                },
+                Linear {
+                    rows: 7,
+                    in_features: 5,
+                    out_features: 3,
+                },
+            ] {
+                let n = d.rows.max(d.out_features) * d.in_features.max(d.out_features);
+                let t = [
+                    data(1, d.rows * d.in_features, -1.0, 1.0),
+                    data(2, d.out_features * d.in_features, -1.0, 1.0),
+                    data(3, d.out_features, -1.0, 1.0),
+                    data(4, d.rows * d.out_features, -1.0, 1.0),
+                    data(5, n, -1.0, 1.0),
+                ];
+                parity(&format!("matmul {d:?}"), precision, |r| r.matmul(d, &t));
+            }
         }
     }
 }
 
-#[test]
-fn attention_matches_cpu() {
-    for precision in PRECISIONS {
-        for (d, n_head) in [
-            (Btc { b: 2, t: 70, c: 64 }, 4),
-            (
-                Btc {
-                    b: 1,
-                    t: 128,
-                    c: 96,
-                },
-                2,
-            ),
-        ] {
-            let t = [
-                data(1, 3 * d.numel(), -1.0, 1.0),
-                data(2, d.numel(), -1.0, 1.0),
-                data(3, 3 * d.numel(), -1.0, 1.0),
-            ];
-            parity(&format!("attention {d:?}"), precision, |r| {
-                r.attention(d, n_head, &t)
+mod attention {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        for precision in PRECISIONS {
+            for (d, n_head) in [
+                (Btc { b: 2, t: 70, c: 64 }, 4),
+                (
+                    Btc {
+                        b: 1,
+                        t: 128,
+                        c: 96,
+                    },
+                    2,
+                ),
+            ] {
+                let t = [
+                    data(1, 3 * d.numel(), -1.0, 1.0),
+                    data(2, d.numel(), -1.0, 1.0),
+                    data(3, 3 * d.numel(), -1.0, 1.0),
+                ];
+                parity(&format!("attention {d:?}"), precision, |r| {
+                    r.attention(d, n_head, &t)
+                });
+            }
+        }
+    }
+}
+
+mod layernorm {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        let (rows, c) = (100, 200);
+        let t = [
+            data(1, rows * c, -3.0, 5.0),
+            data(2, c, 0.5, 1.5),
+            data(3, c, -0.5, 0.5),
+            data(4, rows * c, -1.0, 1.0),
+            data(5, rows * c, -1.0, 1.0),
+        ];
+        parity("layernorm", Precision::Fp32, |r| r.layernorm(rows, c, &t));
+    }
+}
+
+mod embedding {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        let (v, d) = (50, Btc { b: 3, t: 17, c: 40 });
+        let ids = tokens(1, d.rows(), v);
+        let t = [
+            data(2, v * d.c, -1.0, 1.0),
+            data(3, 20 * d.c, -1.0, 1.0),
+            data(4, d.numel(), -1.0, 1.0),
+        ];
+        parity("embedding", Precision::Fp32, |r| r.embedding(d, &ids, &t));
+    }
+}
+
+mod gelu {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        let n = 100_003;
+        let t = [data(1, n, -6.0, 6.0), data(3, n, -1.0, 1.0)];
+        parity("gelu", Precision::Fp32, |r| r.gelu(&t));
+    }
+}
+
+mod residual {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        let n = 100_003;
+        let t = [
+            data(1, n, -6.0, 6.0),
+            data(2, n, -1.0, 1.0),
+            data(3, n, -1.0, 1.0),
+        ];
+        parity("residual", Precision::Fp32, |r| r.residual(&t));
+    }
+}
+
+mod classifier {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        for (rows, vocab) in [(37, 65), (8, 50_257)] {
+            let targets = tokens(1, rows, vocab);
+            let t = [data(2, rows * vocab, -8.0, 8.0)];
+            parity(&format!("classifier V={vocab}"), Precision::Fp32, |r| {
+                r.classifier(rows, vocab, &targets, &t)
             });
         }
     }
 }
 
-#[test]
-fn layernorm_matches_cpu() {
-    let (rows, c) = (100, 200);
-    let t = [
-        data(1, rows * c, -3.0, 5.0),
-        data(2, c, 0.5, 1.5),
-        data(3, c, -0.5, 0.5),
-        data(4, rows * c, -1.0, 1.0),
-        data(5, rows * c, -1.0, 1.0),
-    ];
-    parity("layernorm", Precision::Fp32, |r| r.layernorm(rows, c, &t));
-}
+mod adamw {
+    use super::*;
 
-#[test]
-fn embedding_matches_cpu() {
-    let (v, d) = (50, Btc { b: 3, t: 17, c: 40 });
-    let ids = tokens(1, d.rows(), v);
-    let t = [
-        data(2, v * d.c, -1.0, 1.0),
-        data(3, 20 * d.c, -1.0, 1.0),
-        data(4, d.numel(), -1.0, 1.0),
-    ];
-    parity("embedding", Precision::Fp32, |r| r.embedding(d, &ids, &t));
-}
-
-#[test]
-fn elementwise_ops_match_cpu() {
-    let n = 100_003;
-    let t = [
-        data(1, n, -6.0, 6.0),
-        data(2, n, -1.0, 1.0),
-        data(3, n, -1.0, 1.0),
-    ];
-    parity("elementwise", Precision::Fp32, |r| r.elementwise(&t));
-}
-
-#[test]
-fn classifier_matches_cpu() {
-    for (rows, vocab) in [(37, 65), (8, 50_257)] {
-        let targets = tokens(1, rows, vocab);
-        let t = [data(2, rows * vocab, -8.0, 8.0)];
-        parity(&format!("classifier V={vocab}"), Precision::Fp32, |r| {
-            r.classifier(rows, vocab, &targets, &t)
-        });
+    #[test]
+    fn matches_cpu() {
+        let n = 70_001;
+        let t = [
+            data(1, n, -1.0, 1.0),
+            data(2, n, -1e-2, 1e-2),
+            data(3, n, -1e-3, 1e-3),
+            data(4, n, 0.0, 1e-5),
+        ];
+        parity("adamw", Precision::Fp32, |r| r.adamw(&t));
     }
 }
 
-#[test]
-fn optimizer_and_norms_match_cpu() {
-    let n = 70_001;
-    let t = [
-        data(1, n, -1.0, 1.0),
-        data(2, n, -1e-2, 1e-2),
-        data(3, n, -1e-3, 1e-3),
-        data(4, n, 0.0, 1e-5),
-    ];
-    parity("adamw and sums of squares", Precision::Fp32, |r| {
-        r.optimizer(&t)
-    });
+mod norm {
+    use super::*;
+
+    #[test]
+    fn matches_cpu() {
+        let t = [data(1, 70_001, -1.0, 1.0), data(2, 1_000, -1e-2, 1e-2)];
+        parity("scale and sums of squares", Precision::Fp32, |r| r.norm(&t));
+    }
 }
 
-#[test]
-fn dropout_masks_match_cpu_bit_for_bit() {
-    let Some(gpu) = gpu(Precision::Fp32) else {
-        return;
-    };
-    let cpu = CpuBackend::new();
-    let (x, g0) = (data(1, 300_001, -1.0, 1.0), data(2, 300_001, -1.0, 1.0));
-    for (p, key) in [(0.1, 7u64), (0.5, u64::MAX), (0.0, 3)] {
-        let on = |be: &dyn Runner| be.dropout(&x, &g0, p, key);
-        assert_eq!(on(&gpu), on(&cpu), "dropout p={p} key={key}");
+mod dropout {
+    use super::*;
+
+    #[test]
+    fn matches_cpu_bit_for_bit() {
+        let Some(gpu) = gpu(Precision::Fp32) else {
+            return;
+        };
+        let cpu = CpuBackend::new();
+        let (x, g0) = (data(1, 300_001, -1.0, 1.0), data(2, 300_001, -1.0, 1.0));
+        for (p, key) in [(0.1, 7u64), (0.5, u64::MAX), (0.0, 3)] {
+            let on = |be: &dyn Runner| be.dropout(&x, &g0, p, key);
+            assert_eq!(on(&gpu), on(&cpu), "dropout p={p} key={key}");
+        }
     }
 }
 

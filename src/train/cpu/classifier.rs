@@ -1,4 +1,5 @@
-//! Softmax cross-entropy fused with its gradient: one pass over the logits yields both.
+//! Softmax cross-entropy fused with its gradient: one pass over the logits yields both (the twin
+//! of `kernels/classifier.cu`).
 
 use anyhow::Result;
 use rayon::prelude::*;
