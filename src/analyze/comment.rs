@@ -69,7 +69,7 @@ pub fn merge(existing: &[&str], new: &[Section]) -> Vec<Section> {
     for section in incoming {
         match merged.iter_mut().find(|s| s.meta.id == section.meta.id) {
             Some(current) => {
-                if newer(&section.meta, &current.meta) {
+                if section.meta.version.is_newer_than(&current.meta.version) {
                     *current = section;
                 }
             }
@@ -79,18 +79,6 @@ pub fn merge(existing: &[&str], new: &[Section]) -> Vec<Section> {
     merged.sort_by(|a, b| (b.meta.created, &b.meta.id).cmp(&(a.meta.created, &a.meta.id)));
     merged.truncate(MAX_RUNS);
     merged
-}
-
-/// Whether `a` is a later version of the same run than `b`: its version's heartbeat or history
-/// count is further along (`state:heartbeat:history_lines`).
-fn newer(a: &SectionMeta, b: &SectionMeta) -> bool {
-    let key = |m: &SectionMeta| -> (i64, i64) {
-        let mut parts = m.version.rsplitn(3, ':');
-        let lines = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        let beat = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        (beat, lines)
-    };
-    key(a) > key(b)
 }
 
 /// The comment body for these sections (newest first), trimmed to fit.
@@ -179,15 +167,21 @@ fn render_all(sections: &[Section]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::report::RunVersion;
     use crate::experiment::verdict::Verdict;
 
-    fn section(id: &str, created: i64, version: &str, body: &str) -> Section {
+    /// `version` is `(heartbeat, history lines)`.
+    fn section(id: &str, created: i64, version: (i64, u64), body: &str) -> Section {
         Section {
             meta: SectionMeta {
                 id: id.into(),
                 branch: "feat".into(),
                 created,
-                version: version.into(),
+                version: RunVersion {
+                    state: "finished".into(),
+                    heartbeat: version.0,
+                    history_lines: version.1,
+                },
                 state: "finished".into(),
                 verdict: Verdict::Better,
                 metric: "val/loss".into(),
@@ -203,8 +197,8 @@ mod tests {
     #[test]
     fn render_and_parse_round_trip() {
         let sections = vec![
-            section("b", 2, "finished:2:10", "B body"),
-            section("a", 1, "finished:1:5", "A body"),
+            section("b", 2, (2, 10), "B body"),
+            section("a", 1, (1, 5), "A body"),
         ];
         let body = render(&sections);
         assert!(body.starts_with(MARKER));
@@ -216,25 +210,25 @@ mod tests {
 
     #[test]
     fn newest_run_first_and_old_versions_never_win() {
-        let posted = render(&[section("a", 1, "finished:5:10", "A v2")]);
+        let posted = render(&[section("a", 1, (5, 10), "A v2")]);
         let merged = merge(
             &[&posted],
             &[
-                section("a", 1, "finished:4:9", "A v1"),
-                section("b", 3, "failed:9:1", "B"),
+                section("a", 1, (4, 9), "A v1"),
+                section("b", 3, (9, 1), "B"),
             ],
         );
         let ids: Vec<&str> = merged.iter().map(|s| s.meta.id.as_str()).collect();
         assert_eq!(ids, ["b", "a"]);
         assert_eq!(merged[1].body, "A v2");
-        let newer = merge(&[&posted], &[section("a", 1, "finished:6:12", "A v3")]);
+        let newer = merge(&[&posted], &[section("a", 1, (6, 12), "A v3")]);
         assert_eq!(newer[0].body, "A v3");
     }
 
     #[test]
     fn duplicates_fold_into_one_list() {
-        let one = render(&[section("a", 1, "x:1:1", "A")]);
-        let two = render(&[section("b", 2, "x:1:1", "B")]);
+        let one = render(&[section("a", 1, (1, 1), "A")]);
+        let two = render(&[section("b", 2, (1, 1), "B")]);
         let ids: Vec<String> = merge(&[&one, &two], &[])
             .into_iter()
             .map(|s| s.meta.id)
@@ -246,7 +240,7 @@ mod tests {
     fn huge_reports_are_trimmed_oldest_first() {
         let big = "x".repeat(35_000);
         let sections: Vec<Section> = (0..5)
-            .map(|i| section(&format!("r{i}"), 10 - i, "x:1:1", &big))
+            .map(|i| section(&format!("r{i}"), 10 - i, (1, 1), &big))
             .collect();
         let body = render(&sections);
         assert!(body.chars().count() <= MAX_COMMENT_CHARS);
@@ -254,8 +248,30 @@ mod tests {
         assert_eq!(parsed.len(), 5);
         assert_eq!(parsed[0].body, big, "the newest run keeps its details");
         assert!(parsed[1..].iter().all(|s| is_stub(&s.body)));
-        let alone = render(&[section("r", 1, "x:1:1", &"y".repeat(70_000))]);
+        let alone = render(&[section("r", 1, (1, 1), &"y".repeat(70_000))]);
         assert!(alone.chars().count() <= MAX_COMMENT_CHARS);
+    }
+
+    #[test]
+    fn versions_posted_as_text_by_earlier_releases_still_read() {
+        let meta = |version: &str| {
+            serde_json::json!({"id": "a", "branch": "b", "created": 1, "version": version,
+                "state": "finished", "verdict": "better", "metric": "val/loss", "value": null,
+                "delta": null, "url": "u", "headline": "h"})
+        };
+        let old: SectionMeta = serde_json::from_value(meta("finished:5:10")).unwrap();
+        assert_eq!(
+            old.version,
+            RunVersion {
+                state: "finished".into(),
+                heartbeat: 5,
+                history_lines: 10
+            }
+        );
+        let typed = serde_json::to_value(&old).unwrap();
+        assert_eq!(typed["version"]["heartbeat"], 5);
+        let back: SectionMeta = serde_json::from_value(typed).unwrap();
+        assert_eq!(back, old);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::report::RunVersion;
 use crate::experiment::baseline;
 use crate::experiment::keys::{config, metric};
 use crate::git::valid_branch;
@@ -60,13 +61,12 @@ pub struct Facts {
 
 impl Facts {
     /// Changes whenever what the report shows could: state, last heartbeat, history length.
-    pub fn version(&self) -> String {
-        format!(
-            "{}:{}:{}",
-            self.run.state,
-            self.run.heartbeat_at.map_or(0, |t| t.unix_timestamp()),
-            self.run.history_line_count
-        )
+    pub fn version(&self) -> RunVersion {
+        RunVersion {
+            state: self.run.state.to_string(),
+            heartbeat: self.run.heartbeat_at.map_or(0, |t| t.unix_timestamp()),
+            history_lines: self.run.history_line_count,
+        }
     }
 
     pub fn failed(&self) -> bool {

@@ -20,7 +20,6 @@ pub mod llm;
 pub mod markdown;
 pub mod report;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use anyhow::{anyhow, bail, Context};
@@ -63,7 +62,6 @@ pub struct Reported {
     pub run_id: String,
     /// The run's creation time (Unix seconds).
     pub created: i64,
-    pub branch: Option<String>,
     pub verdict: Verdict,
     pub delta: Option<String>,
     pub pr: Option<u64>,
@@ -183,7 +181,7 @@ async fn report_run(
             &options.redactor,
         )
         .await?;
-        report::success(&facts, baseline.as_ref(), &options.judging).0
+        report::success(&facts, baseline.as_ref(), &options.judging)
     };
     tracing::info!(run = %id, verdict = section.meta.verdict.as_str(), "analyzed");
     Ok((section, facts))
@@ -247,18 +245,14 @@ async fn post_group(
                 github.repo()
             )),
             Some(found) => {
-                let newest = RefCell::new(None);
-                let outcome = upsert_sticky(github, found.number, comment::MARKER, |bodies| {
-                    let merged = comment::merge(bodies, &sections);
-                    *newest.borrow_mut() = merged.first().map(|s| s.meta.verdict);
-                    comment::render(&merged)
-                })
-                .await?;
-                let wanted: Vec<&str> = newest
-                    .into_inner()
-                    .and_then(Verdict::label)
-                    .into_iter()
-                    .collect();
+                let (outcome, newest) =
+                    upsert_sticky(github, found.number, comment::MARKER, |bodies| {
+                        let merged = comment::merge(bodies, &sections);
+                        let newest = merged.first().map(|s| s.meta.verdict);
+                        (comment::render(&merged), newest)
+                    })
+                    .await?;
+                let wanted: Vec<&str> = newest.and_then(Verdict::label).into_iter().collect();
                 github
                     .set_mlwf_labels(found.number, &wanted, LABELS)
                     .await?;
@@ -278,7 +272,6 @@ async fn post_group(
         .map(|(section, _)| Reported {
             run_id: section.meta.id.clone(),
             created: section.meta.created,
-            branch: branch.map(str::to_owned),
             verdict: section.meta.verdict,
             delta: section.meta.delta.clone(),
             pr,

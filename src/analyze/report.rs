@@ -37,7 +37,7 @@ pub struct SectionMeta {
     /// Creation time (Unix seconds): newest first.
     pub created: i64,
     /// Changes whenever the run's data does; a section is only replaced by a newer version.
-    pub version: String,
+    pub version: RunVersion,
     pub state: String,
     pub verdict: Verdict,
     pub metric: String,
@@ -49,6 +49,63 @@ pub struct SectionMeta {
     pub headline: String,
 }
 
+/// How far along a run was when its section was rendered. Comments posted by earlier releases
+/// carry it as the text `state:heartbeat:history_lines`, which still reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "VersionOnWire")]
+pub struct RunVersion {
+    pub state: String,
+    /// The last heartbeat (Unix seconds), 0 when unknown.
+    pub heartbeat: i64,
+    pub history_lines: u64,
+}
+
+impl RunVersion {
+    /// Whether this version of a run is further along than `other`: a later heartbeat, or as
+    /// late with more history.
+    pub fn is_newer_than(&self, other: &RunVersion) -> bool {
+        (self.heartbeat, self.history_lines) > (other.heartbeat, other.history_lines)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum VersionOnWire {
+    Fields {
+        state: String,
+        heartbeat: i64,
+        history_lines: u64,
+    },
+    Text(String),
+}
+
+impl From<VersionOnWire> for RunVersion {
+    fn from(wire: VersionOnWire) -> Self {
+        match wire {
+            VersionOnWire::Fields {
+                state,
+                heartbeat,
+                history_lines,
+            } => RunVersion {
+                state,
+                heartbeat,
+                history_lines,
+            },
+            VersionOnWire::Text(text) => {
+                let mut parts = text.rsplitn(3, ':');
+                let history_lines = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let heartbeat = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let state = parts.next().unwrap_or_default().to_owned();
+                RunVersion {
+                    state,
+                    heartbeat,
+                    history_lines,
+                }
+            }
+        }
+    }
+}
+
 /// A run's section: its meta and its markdown body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Section {
@@ -57,11 +114,7 @@ pub struct Section {
 }
 
 /// The success report of a finished run.
-pub fn success(
-    facts: &Facts,
-    baseline: Option<&Baseline>,
-    judging: &Judging,
-) -> (Section, Comparison) {
+pub fn success(facts: &Facts, baseline: Option<&Baseline>, judging: &Judging) -> Section {
     let seeds: Vec<f64> = baseline
         .map(|b| b.seeds.iter().map(|(_, v)| *v).collect())
         .unwrap_or_default();
@@ -132,7 +185,7 @@ pub fn success(
         &comparison,
         headline(&comparison, judging),
     );
-    (Section { meta, body }, comparison)
+    Section { meta, body }
 }
 
 /// The failure report of a run that did not finish.

@@ -59,7 +59,6 @@ impl std::fmt::Display for Repo {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PullRequest {
     pub number: u64,
-    pub html_url: Option<String>,
 }
 
 /// An issue or PR comment.

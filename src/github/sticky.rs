@@ -23,12 +23,14 @@ pub struct StickyOutcome {
 
 /// Makes PR `number` hold exactly one comment containing `marker`, with the body `merge` makes
 /// from the bodies of all marked comments found (oldest first; none on a PR without one).
-pub async fn upsert_sticky(
+/// `merge` also returns what the caller wants to know of the merge (e.g. its newest verdict);
+/// that of the pass that settled the comment comes back.
+pub async fn upsert_sticky<T>(
     github: &GitHub,
     number: u64,
     marker: &str,
-    merge: impl Fn(&[&str]) -> String,
-) -> anyhow::Result<StickyOutcome> {
+    merge: impl Fn(&[&str]) -> (String, T),
+) -> anyhow::Result<(StickyOutcome, T)> {
     for _ in 0..MAX_PASSES {
         let mut ours: Vec<_> = github
             .comments(number)
@@ -38,12 +40,12 @@ pub async fn upsert_sticky(
             .collect();
         ours.sort_by_key(|c| c.id);
         let Some(oldest) = ours.first() else {
-            github.create_comment(number, &merge(&[])).await?;
+            github.create_comment(number, &merge(&[]).0).await?;
             // The next pass checks for a concurrent job's comment.
             continue;
         };
         let bodies: Vec<&str> = ours.iter().filter_map(|c| c.body.as_deref()).collect();
-        let wanted = merge(&bodies);
+        let (wanted, merged) = merge(&bodies);
         let mut changed = false;
         if oldest.body.as_deref() != Some(wanted.as_str()) {
             github.update_comment(oldest.id, &wanted).await?;
@@ -54,10 +56,11 @@ pub async fn upsert_sticky(
             changed = true;
         }
         if !changed {
-            return Ok(StickyOutcome {
+            let outcome = StickyOutcome {
                 id: oldest.id,
                 url: oldest.html_url.clone(),
-            });
+            };
+            return Ok((outcome, merged));
         }
     }
     bail!("the report comment on PR #{number} kept changing under concurrent updates; gave up after {MAX_PASSES} passes")

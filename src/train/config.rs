@@ -366,18 +366,8 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Checks the values against each other; every problem is reported at once.
-    pub fn validate(&self) -> anyhow::Result<()> {
-        let problems = self.problems();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            bail!("invalid training config:\n  - {}", problems.join("\n  - "))
-        }
-    }
-
-    /// What [`TrainConfig::validate`] finds wrong. The typed fields (device, precision, dataset,
-    /// checkpoint) cannot hold a bad value: they are checked when set.
+    /// The values that do not fit together, all of them. The typed fields (device, precision,
+    /// dataset, checkpoint) cannot hold a bad value: they are checked when set.
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut need = |ok: bool, problem: String| {
@@ -736,7 +726,10 @@ mod tests {
     #[test]
     fn presets_are_valid_and_shakespeare_char_matches_nanogpt() {
         for name in PRESETS {
-            TrainConfig::preset(name).unwrap().validate().unwrap();
+            assert_eq!(
+                TrainConfig::preset(name).unwrap().problems(),
+                Vec::<String>::new()
+            );
         }
         let c = TrainConfig::preset("shakespeare-char").unwrap();
         let m = &c.model;

@@ -45,11 +45,6 @@ impl Client {
         })
     }
 
-    /// A client configured from the `WANDB_*` environment.
-    pub fn from_env() -> Result<Self> {
-        Self::new(Settings::from_env()?)
-    }
-
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
     }
