@@ -52,7 +52,7 @@ build() {
         exit 1
     fi
     echo "mlwf: building from source ($manifest)" >&2
-    cargo build --release --locked --quiet --manifest-path "$manifest" --bin mlwf >&2
+    cargo build --release --locked --quiet --no-default-features --manifest-path "$manifest" --bin mlwf >&2
     echo "$(cd "$action_path/.." && pwd)/target/release/mlwf"
 }
 

@@ -1,13 +1,12 @@
-//! Command-line definitions (clap) and dispatch. Each subcommand's file in `commands/` turns
-//! these into typed settings; nothing below `commands/` sees a clap type.
+//! Command-line definitions (clap), nothing else. `main` parses them and `commands::run`
+//! dispatches; each subcommand's file in `commands/` turns them into typed settings, so nothing
+//! below `commands/` sees a clap type.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands;
 use crate::experiment::verdict::Direction;
 
 #[derive(Debug, Parser)]
@@ -231,18 +230,4 @@ pub struct BenchLogArgs {
     /// Python interpreter with the official `wandb` package; skipped when absent.
     #[arg(long, env = "MLWF_PYTHON", default_value = ".venv/bin/python")]
     pub python: PathBuf,
-}
-
-/// Runs the command; `main` owns the process exit.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
-    let store = &cli.store;
-    match cli.command {
-        Command::Train(args) => commands::train::run(store, args).await,
-        Command::Server(args) => commands::server::run(args).await,
-        Command::Results(ResultsCommand::Summary(args)) => {
-            commands::results::summary(store, args).await
-        }
-        Command::Bench(command) => commands::bench::run(command).await,
-        Command::Analyze(args) => commands::analyze::run(store, *args).await,
-    }
 }

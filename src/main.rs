@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(mlwf::cli::dispatch(cli)) {
+    match runtime.block_on(mlwf::commands::run(cli)) {
         Ok(code) => code,
         // `mlwf ... | head -1`: the reader has what it wanted, which is not a failure.
         Err(err) if closed_pipe(&err) => ExitCode::SUCCESS,

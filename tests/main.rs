@@ -6,6 +6,7 @@
 mod util;
 
 mod analyze;
+mod architecture;
 mod cli;
 mod interop;
 mod server;

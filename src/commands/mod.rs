@@ -1,5 +1,6 @@
-//! One file per subcommand. Each resolves its flags, the environment and config files once into
-//! typed settings, calls the library, and prints the result.
+//! One file per subcommand. Each resolves its flags (the clap definitions of `cli.rs`), the
+//! environment and config files once into typed settings, calls the library, and prints the
+//! result. `cli.rs` does not dispatch here itself: that would make the two import each other.
 //!
 //! One precedence rule for every setting: the flag, else the environment variable, else the
 //! config file, else the default. An empty environment variable counts as unset, since an unset
@@ -13,9 +14,22 @@ pub mod train;
 
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use crate::cli::StoreArgs;
+use crate::cli::{Cli, Command, ResultsCommand, StoreArgs};
 use crate::connect::{StoreSettings, DEFAULT_PROJECT};
+
+/// Runs the command line's command; `main` owns the process exit.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = &cli.store;
+    match cli.command {
+        Command::Train(args) => train::run(store, args).await,
+        Command::Server(args) => server::run(args).await,
+        Command::Results(ResultsCommand::Summary(args)) => results::summary(store, args).await,
+        Command::Bench(command) => bench::run(command).await,
+        Command::Analyze(args) => analyze::run(store, *args).await,
+    }
+}
 
 /// The process environment as the commands read it: an empty value is no value.
 pub fn env(name: &str) -> Option<String> {
