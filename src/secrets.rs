@@ -21,7 +21,7 @@ impl Secret {
     }
 
     /// The value itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
+    pub fn expose_secret(&self) -> &str {
         &self.0
     }
 }
@@ -250,7 +250,7 @@ mod tests {
     fn a_secret_never_prints_itself() {
         let secret = Secret::new("ghp_0123456789abcdefghijABCDEFGHIJ");
         assert!(!format!("{secret} {secret:?}").contains("ghp_"));
-        assert_eq!(secret.expose(), "ghp_0123456789abcdefghijABCDEFGHIJ");
+        assert_eq!(secret.expose_secret(), "ghp_0123456789abcdefghijABCDEFGHIJ");
     }
 
     #[test]

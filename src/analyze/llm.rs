@@ -64,7 +64,7 @@ impl Claude {
             let sent = self
                 .http
                 .post(&url)
-                .header("x-api-key", self.key.expose())
+                .header("x-api-key", self.key.expose_secret())
                 .header("anthropic-version", API_VERSION)
                 .json(&body)
                 .send()

@@ -88,7 +88,7 @@ impl GitHub {
         let octo = Octocrab::builder()
             .base_uri(api_url)
             .with_context(|| format!("GitHub API URL {api_url:?}"))?
-            .personal_token(token.expose().to_owned())
+            .personal_token(token.expose_secret().to_owned())
             // Octocrab retries 5xx, 429 and connection errors three times; a hung GitHub must
             // not hold the job until its timeout.
             .set_connect_timeout(Some(Duration::from_secs(10)))

@@ -620,12 +620,29 @@ pub fn train_step<B: Backend>(
     grad_clip: f32,
     group_norms: bool,
 ) -> Result<Step> {
-    step_once(model, optimizer, batch, dims, lr, grad_clip, group_norms).map_err(|err| {
+    let (sequences, seq) = dims;
+    let mut step = || -> Result<Step> {
+        model.zero_grad()?;
+        let loss = model
+            .forward(&batch.inputs, Some(&batch.targets), sequences, seq, true)?
+            .ok_or_else(|| anyhow!("the model returned no loss for a batch with targets"))?;
+        if !loss.is_finite() {
+            return Err(NonFiniteLoss { loss }.into());
+        }
+        model.backward()?;
+        let groups = group_norms.then(|| model.grad_norms()).transpose()?;
+        let grad_norm = model.step(optimizer, lr, grad_clip)?;
+        Ok(Step {
+            loss,
+            grad_norm,
+            groups,
+        })
+    };
+    step().map_err(|err| {
         let out_of_memory = err
             .chain()
             .any(|e| matches!(e.downcast_ref(), Some(DeviceError::OutOfMemory { .. })));
         if out_of_memory {
-            let (sequences, seq) = dims;
             err.context(format!(
                 "a batch of {sequences} sequences of {seq} tokens does not fit: lower \
                  train.batch_size or model.block_size, or shrink the model"
@@ -633,33 +650,6 @@ pub fn train_step<B: Backend>(
         } else {
             err
         }
-    })
-}
-
-fn step_once<B: Backend>(
-    model: &mut Gpt<B>,
-    optimizer: &AdamW,
-    batch: &Batch,
-    dims: (usize, usize),
-    lr: f32,
-    grad_clip: f32,
-    group_norms: bool,
-) -> Result<Step> {
-    let (sequences, seq) = dims;
-    model.zero_grad()?;
-    let loss = model
-        .forward(&batch.inputs, Some(&batch.targets), sequences, seq, true)?
-        .ok_or_else(|| anyhow!("the model returned no loss for a batch with targets"))?;
-    if !loss.is_finite() {
-        return Err(NonFiniteLoss { loss }.into());
-    }
-    model.backward()?;
-    let groups = group_norms.then(|| model.grad_norms()).transpose()?;
-    let grad_norm = model.step(optimizer, lr, grad_clip)?;
-    Ok(Step {
-        loss,
-        grad_norm,
-        groups,
     })
 }
 

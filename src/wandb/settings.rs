@@ -1,7 +1,6 @@
 //! Client settings: where the server is, the API key, run defaults from the `WANDB_*`
 //! environment, and timing knobs.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -10,37 +9,13 @@ use reqwest::Url;
 
 use super::error::{Error, Result};
 use crate::retry::RetryPolicy;
+use crate::secrets::Secret;
 
 /// The public W&B cloud API.
 pub const DEFAULT_BASE_URL: &str = "https://api.wandb.ai";
 
-/// A W&B API key. `Debug` and `Display` print a placeholder so the key cannot leak into logs,
-/// error messages or panic output by accident.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
-
-impl ApiKey {
-    pub fn new(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    /// The key itself, e.g. to hand to a child process as `WANDB_API_KEY`.
-    pub fn expose_secret(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(<redacted>)")
-    }
-}
-
-impl fmt::Display for ApiKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// A W&B API key: a [`Secret`], which never prints itself.
+pub type ApiKey = Secret;
 
 /// What to do when the requested run id may already exist (`WANDB_RESUME`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::util;
+use crate::util::{self, Fixture};
 
 const ENTITY: &str = "testent";
 const PROJECT: &str = "train";
@@ -35,29 +35,36 @@ const QUICK: &[&str] = &[
     "train.sample_count=4",
 ];
 
-/// The shared fixture, with the binary pointed at its server.
-struct Fixture(util::Fixture);
+/// What this area asks of the shared fixture: the binary pointed at its server.
+trait Binary {
+    fn work_dir(&self) -> PathBuf;
 
-impl std::ops::Deref for Fixture {
-    type Target = util::Fixture;
+    /// `mlwf ARGS` pointed at this server, with `extra` environment variables.
+    fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command;
 
-    fn deref(&self) -> &util::Fixture {
-        &self.0
-    }
+    async fn train(&self, args: &[&str], extra: &[(&str, &str)]) -> Output;
+
+    /// `mlwf results summary --run ID --json`.
+    async fn summary(&self, run_id: &str) -> Value;
+
+    /// The report `mlwf analyze --dry-run --run ID` prints.
+    async fn analyze_dry_run(&self, run_id: &str) -> String;
+
+    async fn history(&self, run_id: &str) -> Vec<Row>;
+
+    /// How many runs project `project` has.
+    async fn runs(&self, project: &str) -> usize;
+
+    async fn output_log(&self, run_id: &str) -> String;
 }
 
-impl Fixture {
-    async fn start() -> Fixture {
-        Fixture(util::Fixture::start().await)
-    }
-
+impl Binary for Fixture {
     fn work_dir(&self) -> PathBuf {
         let dir = self.dir.path().join("work");
         std::fs::create_dir_all(&dir).expect("work dir");
         dir
     }
 
-    /// `mlwf ARGS` pointed at this server, with `extra` environment variables.
     fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut command = util::mlwf_async(&self.work_dir());
         command.args(args);
@@ -86,7 +93,6 @@ impl Fixture {
             .expect("run mlwf train")
     }
 
-    /// `mlwf results summary --run ID --json`.
     async fn summary(&self, run_id: &str) -> Value {
         let output = self
             .command(&["results", "summary", "--run", run_id, "--json"], &[])
@@ -97,7 +103,6 @@ impl Fixture {
         serde_json::from_slice(&output.stdout).expect("summary JSON")
     }
 
-    /// The report `mlwf analyze --dry-run --run ID` prints.
     async fn analyze_dry_run(&self, run_id: &str) -> String {
         let output = self
             .command(&["analyze", "--dry-run", "--run", run_id], &[])
@@ -118,7 +123,6 @@ impl Fixture {
             .expect("history")
     }
 
-    /// How many runs project `project` has.
     async fn runs(&self, project: &str) -> usize {
         self.client
             .runs(ENTITY, project, &mlwf::wandb::RunQuery::new())
@@ -282,7 +286,7 @@ async fn a_run_records_every_tracked_key_and_finishes() {
         .await
         .expect("dataset artifact");
     assert_eq!(dataset.metadata["dataset.sha256"], config["dataset.sha256"]);
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +317,7 @@ async fn same_seed_same_curve_and_resume_continues_it() {
         config["resumed_from"],
         json!(format!("artifact:{ENTITY}/{PROJECT}/model-{a}:v0"))
     );
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,7 +346,7 @@ async fn launch_environment_overrides_reach_the_run() {
     assert_eq!(run["config"]["optim.learning_rate"], 0.002);
     assert_eq!(run["config"]["train.seed"], 7);
     assert_ne!(run["config"]["branch"], "someone-else");
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +383,7 @@ async fn a_panic_and_a_diverging_loss_each_end_in_a_failed_run() {
         log.contains("training diverged") && log.contains("loss is"),
         "{log}"
     );
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,7 +444,7 @@ async fn sigterm_saves_a_checkpoint_and_finishes_the_run() {
     };
     let checkpoint = fx.client.artifact(&latest).await.expect("checkpoint");
     assert!(checkpoint.metadata["step"].as_u64().unwrap() >= 10);
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +462,7 @@ async fn bad_config_is_a_clear_error_before_any_run() {
         assert!(!stderr.contains(util::KEY));
         assert_eq!(fx.runs(PROJECT).await, 0, "{set} started a run");
     }
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// One precedence rule: `--project` beats `WANDB_PROJECT`, which beats `run.project` in the
@@ -492,7 +496,7 @@ async fn the_project_flag_beats_the_environment_which_beats_the_config_file() {
         assert_eq!(fx.runs(project).await, before + 1, "{args:?} {env:?}");
     }
     assert_eq!(fx.runs("mlwf").await, 0);
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// The README's main command: the embedded store, built-in data, CPU. The tiny preset's loss
@@ -568,5 +572,5 @@ async fn analyze_reports_on_runs_the_trainer_recorded() {
     );
     assert!(report.contains("101"), "{report}");
     assert!(!report.contains(util::KEY), "{report}");
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }

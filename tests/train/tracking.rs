@@ -20,26 +20,25 @@ use mlwf::train::tracking::table::{predictions_table, Prediction};
 use mlwf::wandb::{ArtifactSpec, Row, Run, RunSpec, RunState};
 use serde_json::{json, Value};
 
-use crate::util::{self, ENTITY, PROJECT};
+use crate::util::{self, Fixture, ENTITY, PROJECT};
 
-/// The shared fixture, with reads of what the tracking pieces left on the server.
-struct Fixture(util::Fixture);
-
-impl std::ops::Deref for Fixture {
-    type Target = util::Fixture;
-
-    fn deref(&self) -> &util::Fixture {
-        &self.0
-    }
-}
-
-impl Fixture {
-    async fn start() -> Fixture {
-        Fixture(util::Fixture::start().await)
-    }
-
+/// What this area asks of the shared fixture: reads of what the tracking pieces left on the server.
+trait Reads {
     /// Sends `path` (a GET, or a POST of `body`) to the server with the test key; the JSON
     /// answer.
+    async fn call(&self, path: &str, body: Option<Value>) -> Value;
+
+    /// The run's stored system-metrics rows.
+    async fn events(&self, run_id: &str) -> Vec<Value>;
+
+    async fn alerts(&self, run_id: &str) -> Value;
+
+    async fn state(&self, run_id: &str) -> RunState;
+
+    async fn run(&self, id: &str) -> Run;
+}
+
+impl Reads for Fixture {
     async fn call(&self, path: &str, body: Option<Value>) -> Value {
         let url = self.url(path);
         let request = match body {
@@ -50,7 +49,6 @@ impl Fixture {
         response.unwrap().json().await.unwrap()
     }
 
-    /// The run's stored system-metrics rows.
     async fn events(&self, run_id: &str) -> Vec<Value> {
         let data = self
             .gql(
@@ -131,7 +129,7 @@ async fn dataset_artifacts_download_verified_and_pick_their_text_file() {
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("proj/absent:v0"), "{err:#}");
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// The shared copy of Tiny Shakespeare, when this machine has one.
@@ -241,7 +239,7 @@ async fn prediction_tables_are_what_the_official_sdk_writes_and_reads() {
     assert_eq!(seen["read"]["summary"], value);
     assert_eq!(seen["read"]["file"], json!(text));
     assert_eq!(seen["read"]["table"]["nrows"], json!(3));
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// Adds what a GPU source would, to show that extra sources join each sample.
@@ -293,7 +291,7 @@ async fn system_metrics_are_sampled_in_the_background_and_stop_at_once() {
     assert!(started.elapsed() < Duration::from_secs(2));
     run.finish(0).await.unwrap();
     assert!(fx.events("sysmet02").await.is_empty());
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 #[tokio::test]
@@ -333,7 +331,7 @@ async fn console_lines_reach_the_run_log_and_progress_redraws_do_not() {
     for (line, text) in lines.iter().zip(expected) {
         assert!(line.ends_with(text), "{line:?} should end with {text:?}");
     }
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// A real model's state in a checkpoint.
@@ -419,7 +417,7 @@ async fn checkpoints_are_logged_as_model_artifacts_and_resume_from_them() {
         .await
         .unwrap();
     assert_eq!(local_again, second);
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 /// Guard tests install signal handlers for the whole process, and one sends SIGTERM to it:
@@ -479,7 +477,7 @@ async fn every_ending_finishes_the_run_with_its_exit_code_and_an_alert() {
         .as_str()
         .unwrap()
         .contains("kaboom"));
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
 
 fn explode() -> anyhow::Result<Row> {
@@ -547,5 +545,5 @@ async fn sigterm_and_the_ui_stop_button_let_the_loop_save_then_finish() {
         Outcome::Stopped(StopReason::Remote, _)
     ));
     assert_eq!(fx.state("guardui1").await, RunState::Killed);
-    fx.0.shutdown().await;
+    fx.shutdown().await;
 }
