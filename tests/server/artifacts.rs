@@ -465,3 +465,55 @@ async fn uploads_are_checked_and_commits_need_every_file() {
         .await;
     assert!(message.contains("FULL"), "{message}");
 }
+
+/// `wandb job create` creates the job version itself, with `{"_partial": true}` metadata, then
+/// `log_artifact` creates it again under the same clientID and digest: both calls must name one
+/// version, the first call's metadata kept, the second call's aliases added.
+#[tokio::test]
+async fn a_repeated_create_under_one_client_id_is_the_same_version() {
+    let t = Fixture::start().await;
+    t.upsert_run("e", "p", "r1", json!({})).await;
+    let mut first = create_input("digest-job", &[]);
+    first["input"]["metadata"] = json!("{\"_partial\": true}");
+    let first = t.gql(CREATE, first).await["createArtifact"]["artifact"]["id"].clone();
+    // The second create, then the upload and commit, as `log_artifact` does them.
+    let id = log_version(&t, "digest-job", &["feat-x"], &[("wandb-job.json", b"{}")]).await;
+    assert_eq!(json!(id), first, "one version");
+    let member = t.gql(MEMBERSHIP, json!({"name": "m:feat-x"})).await;
+    let member = &member["project"]["artifactCollectionMembership"];
+    assert_eq!(member["artifact"]["id"], first, "{member}");
+    assert_eq!(member["artifact"]["state"], "COMMITTED");
+    assert_eq!(member["artifact"]["metadata"], "{\"_partial\": true}");
+    // Another digest under the same clientID is another version.
+    let other = t.gql(CREATE, create_input("digest-other", &[])).await;
+    assert_ne!(other["createArtifact"]["artifact"]["id"], first);
+}
+
+/// `wandb job create` deletes its hidden run last: the run goes, the job artifact it logged stays.
+#[tokio::test]
+async fn delete_run_removes_the_run_and_keeps_its_artifacts() {
+    let t = Fixture::start().await;
+    let bucket = t.upsert_run("e", "p", "r1", json!({})).await;
+    let run_id = bucket["bucket"]["id"].as_str().unwrap().to_owned();
+    let id = log_version(&t, "digest-kept", &[], &[("a.txt", b"kept")]).await;
+    let deleted = t
+        .gql(
+            "mutation DeleteRun($id: ID!) { deleteRun(input: {id: $id}) { clientMutationId } }",
+            json!({"id": run_id}),
+        )
+        .await;
+    assert_eq!(deleted["deleteRun"]["clientMutationId"], Value::Null);
+    assert_eq!(t.run_fields("e", "p", "r1", "name").await, Value::Null);
+    let member = t.gql(MEMBERSHIP, json!({"name": "m:latest"})).await;
+    assert_eq!(
+        member["project"]["artifactCollectionMembership"]["artifact"]["id"],
+        json!(id)
+    );
+    let again = t
+        .gql_error(
+            "mutation DeleteRun($id: ID!) { deleteRun(input: {id: $id}) { clientMutationId } }",
+            json!({"id": run_id}),
+        )
+        .await;
+    assert!(again.contains("not found"), "{again}");
+}

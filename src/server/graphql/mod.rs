@@ -66,6 +66,7 @@ impl<'c> Root<'c> {
             "upsertBucket" => runs::upsert_bucket(ctx, info),
             "upsertModel" => project::upsert_model(ctx, info),
             "stopRun" => runs::stop_run(ctx, info),
+            "deleteRun" => runs::delete_run(ctx, info),
             "updateRunState" => runs::update_run_state(ctx, info),
             "notifyScriptableRunAlert" => runs::notify_alert(ctx, info),
             "createRunFiles" => files::create_run_files(ctx, info),

@@ -54,6 +54,23 @@ pub fn stop_run<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteRunInput {
+    id: String,
+    delete_artifacts: Option<bool>,
+}
+
+pub fn delete_run<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
+    let input: DeleteRunInput = arg(info, "input")?;
+    runs::delete_run(
+        ctx.conn,
+        run_id_arg(&input.id)?,
+        input.delete_artifacts.unwrap_or(false),
+    )?;
+    object(Record::new("DeleteRunPayload").leaf("clientMutationId", None::<String>))
+}
+
+#[derive(Deserialize)]
 struct UpdateStateInput {
     id: String,
     state: String,

@@ -373,6 +373,17 @@ pub fn create_artifact(
         }
     };
 
+    // The SDK sends one version twice under one clientID and digest (`wandb job create` makes
+    // it, then `log_artifact` again): the same version must come back, keeping what the first
+    // call said.
+    if let Some(existing) = same_client_version(conn, collection.id, input)? {
+        adopt_repeated_create(conn, &existing, input, &aliases)?;
+        if let Some(run) = run {
+            link_run(conn, run.id, existing.id, "output")?;
+        }
+        return require_artifact(conn, existing.id);
+    }
+
     if input.enable_digest_deduplication != Some(false) {
         if let Some(latest) = latest_version(conn, collection.id)? {
             if latest.digest == input.digest {
@@ -420,6 +431,68 @@ pub fn create_artifact(
         link_run(conn, run.id, id, "output")?;
     }
     require_artifact(conn, id)
+}
+
+/// The version of `collection` an earlier `createArtifact` made under the same `clientID` with
+/// the same digest.
+fn same_client_version(
+    conn: &Connection,
+    collection_id: i64,
+    input: &CreateArtifact,
+) -> StoreResult<Option<ArtifactRow>> {
+    let Some(client_id) = input.client_id.as_deref() else {
+        return Ok(None);
+    };
+    let id: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM artifacts WHERE collection_id = ?1 AND client_id = ?2 AND digest = ?3
+             ORDER BY id LIMIT 1",
+            (collection_id, client_id, &input.digest),
+            |row| row.get(0),
+        )
+        .optional()?;
+    id.map(|id| require_artifact(conn, id)).transpose()
+}
+
+/// A repeated create of `existing`: metadata it lacked and aliases it did not have yet are
+/// taken; nothing it had is lost.
+fn adopt_repeated_create(
+    conn: &Connection,
+    existing: &ArtifactRow,
+    input: &CreateArtifact,
+    aliases: &[String],
+) -> StoreResult<()> {
+    if existing.metadata.is_none() && input.metadata.is_some() {
+        conn.execute(
+            "UPDATE artifacts SET metadata = ?2, updated_at = ?3 WHERE id = ?1",
+            (existing.id, &input.metadata, now()),
+        )?;
+    }
+    if existing.state == COMMITTED {
+        for alias in aliases {
+            set_alias(conn, existing.collection_id, alias, existing.id)?;
+        }
+        return Ok(());
+    }
+    let pending: String = conn.query_row(
+        "SELECT pending_aliases FROM artifacts WHERE id = ?1",
+        [existing.id],
+        |row| row.get(0),
+    )?;
+    let mut merged: Vec<String> = serde_json::from_str(&pending).unwrap_or_default();
+    for alias in aliases {
+        if !merged.contains(alias) {
+            merged.push(alias.clone());
+        }
+    }
+    conn.execute(
+        "UPDATE artifacts SET pending_aliases = ?2 WHERE id = ?1",
+        (
+            existing.id,
+            serde_json::to_string(&merged).map_err(anyhow::Error::from)?,
+        ),
+    )?;
+    Ok(())
 }
 
 pub fn link_run(

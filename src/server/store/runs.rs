@@ -362,6 +362,22 @@ pub fn set_stopped(conn: &Connection, run_id: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// Deletes a run with its history, files and alerts. The artifacts it logged stay (a job
+/// artifact outlives the hidden run `wandb job create` makes it in) unless `with_artifacts`.
+pub fn delete_run(conn: &Connection, run_id: i64, with_artifacts: bool) -> StoreResult<()> {
+    if with_artifacts {
+        conn.execute(
+            "DELETE FROM artifacts WHERE created_by_run_id = ?1",
+            [run_id],
+        )?;
+    }
+    let changed = conn.execute("DELETE FROM runs WHERE id = ?1", [run_id])?;
+    if changed == 0 {
+        return Err(not_found("run not found"));
+    }
+    Ok(())
+}
+
 pub fn set_state(conn: &Connection, run_id: i64, state: &str) -> StoreResult<()> {
     if !VALID_STATES.contains(&state) {
         return Err(invalid(format!("unknown run state {state:?}")));
