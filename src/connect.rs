@@ -129,6 +129,7 @@ async fn open_embedded(mut env: Settings, settings: &StoreSettings) -> anyhow::R
         Some(dir) => dir.clone(),
         None => project_store_dir()?,
     };
+    ignore_in_git(&dir)?;
     // A key for this process alone: only it talks to its embedded server.
     let key = server::generate_key();
     let server = server::start(
@@ -167,6 +168,18 @@ async fn bind(
         location,
         embedded,
     })
+}
+
+/// Puts a `.gitignore` of `*` in the store, as Python virtual environments do, so that runs and
+/// checkpoints never show in `git status` nor get committed by a `git add -A`.
+fn ignore_in_git(dir: &std::path::Path) -> anyhow::Result<()> {
+    let path = dir.join(".gitignore");
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&path, "# mlwf's embedded store: never committed\n*\n"))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `.mlwf/` at the root of the current git work tree, else in the current directory: the

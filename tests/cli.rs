@@ -176,3 +176,28 @@ async fn a_closed_stdout_ends_quietly() {
     assert_eq!(output.status.code(), Some(0), "{err}");
     assert!(!err.contains("panicked") && !err.contains("error"), "{err}");
 }
+
+/// The embedded store ignores itself in git: runs and checkpoints never make the work tree dirty
+/// nor get committed by `git add -A`.
+#[test]
+fn the_embedded_store_stays_out_of_git() {
+    let dir = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run git");
+        assert!(output.status.success(), "git {args:?}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    git(&["init", "-q"]);
+    let output = mlwf(dir.path(), &["results", "summary", "--run", "abc"], &[]);
+    assert!(!output.status.success(), "there is no run abc");
+    assert!(
+        dir.path().join(".mlwf/server").exists(),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(git(&["status", "--porcelain", "--untracked-files=all"]), "");
+}
