@@ -61,6 +61,132 @@ pub enum Command {
     Bench(BenchCommand),
     /// Report every run that ended to its branch's PR: compared with the baseline, or diagnosed.
     Analyze(Box<AnalyzeArgs>),
+    /// Queue a branch as a W&B Launch job: the committed, pushed branch, pinned to its commit.
+    Launch(LaunchArgs),
+    /// Run W&B Launch jobs from queues: clone, build, run, report (a Launch-compatible agent).
+    Agent(AgentArgs),
+    /// W&B Launch queues: list, create, show items, cancel.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Branch to launch [default: the branch checked out].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Run queue to push to [env: WANDB_QUEUE].
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// A config value for the run, e.g. `--set optim.learning_rate=1e-3` (repeatable). Checked
+    /// against the trainer's keys when the entrypoint is `mlwf train`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// 0 (critical) to 3 (low), or critical, high, medium, low.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Display name of the run.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Command the agent runs in the checkout [default: `mlwf train`, with `--config
+    /// mlwf.toml` when the repository has one].
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Follow the item until its run ends; the exit status says how it ended.
+    #[arg(long)]
+    pub wait: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Run queue to take jobs from (repeatable; polled in turn) [env: WANDB_QUEUE].
+    #[arg(long = "queue")]
+    pub queues: Vec<String>,
+    /// Jobs run at once [default: the number of --gpus, else 1].
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
+    /// GPUs to hand out, e.g. `0,1`: each job gets its own (CUDA_VISIBLE_DEVICES).
+    #[arg(long, value_delimiter = ',')]
+    pub gpus: Vec<usize>,
+    /// W&B's launch agent config file (`entity`, `queues`, `max_jobs`); flags win over it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Stop after taking this many items, once they have ended.
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// Stop when no job runs and the queues are empty.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// Wait between polls of empty queues.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub poll: std::time::Duration,
+    /// Time a job has to stop after SIGTERM before it is killed.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub grace: std::time::Duration,
+    /// Checkouts, clone mirrors, build caches [env: MLWF_AGENT_DIR] [default:
+    /// ~/.cache/mlwf/agent].
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    /// Git host that gets the HTTPS token (repeatable) [default: github.com]. The token is
+    /// read from MLWF_GIT_TOKEN, else GITHUB_TOKEN, and is never passed to jobs.
+    #[arg(long = "git-host")]
+    pub git_hosts: Vec<String>,
+    /// SSH private key for cloning `git@…`/`ssh://` remotes.
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// A variable of the agent that jobs may see although the agent withholds it (repeatable).
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub pass_env: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// The entity's run queues.
+    List(QueueListArgs),
+    /// Create a run queue.
+    Create(QueueCreateArgs),
+    /// A queue's items: state, run, age and why it failed.
+    Items(QueueItemsArgs),
+    /// Remove a waiting item from its queue.
+    Cancel(QueueCancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueueListArgs {
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueCreateArgs {
+    pub name: String,
+    /// Where its jobs run: `local-process` (in the agent's machine) or `local-container`.
+    #[arg(long, default_value = "local-process")]
+    pub resource: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueItemsArgs {
+    pub queue: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct QueueCancelArgs {
+    /// The item id `mlwf launch` printed.
+    pub item: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +201,10 @@ pub struct ServerArgs {
     /// data directory and printed at start-up.
     #[arg(long = "api-key")]
     pub api_keys: Vec<String>,
+    /// A running run that sends nothing (no file_stream request, no heartbeat) for this long
+    /// reads as crashed: its process died without saying so.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub run_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Args)]

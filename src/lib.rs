@@ -6,6 +6,7 @@
 //! client), `server` (the W&B-compatible server), `github`. `testkit` holds test scaffolding,
 //! behind its feature.
 
+pub mod agent;
 pub mod analyze;
 pub mod bench;
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod connect;
 pub mod experiment;
 pub mod git;
 pub mod github;
+pub mod launch;
 pub mod retry;
 pub mod secrets;
 pub mod server;

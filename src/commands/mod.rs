@@ -6,8 +6,11 @@
 //! config file, else the default. An empty environment variable counts as unset, since an unset
 //! CI secret or variable expands to "".
 
+pub mod agent;
 pub mod analyze;
 pub mod bench;
+pub mod launch;
+pub mod queue;
 pub mod results;
 pub mod server;
 pub mod train;
@@ -28,6 +31,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Results(ResultsCommand::Summary(args)) => results::summary(store, args).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Analyze(args) => analyze::run(store, *args).await,
+        Command::Launch(args) => launch::run(store, args).await,
+        Command::Agent(args) => agent::run(store, args).await,
+        Command::Queue(command) => queue::run(store, command).await,
     }
 }
 

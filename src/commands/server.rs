@@ -15,12 +15,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     } else {
         (args.api_keys, false)
     };
-    let running = server::start(
+    let tuning = server::Tuning {
+        run_timeout: args.run_timeout,
+        ..server::Tuning::default()
+    };
+    let running = server::start_with(
         ServerOptions {
             data_dir: args.data.clone(),
             api_keys,
         },
         args.listen,
+        tuning,
     )
     .await?;
     let mut banner = format!(

@@ -72,6 +72,12 @@ pub mod config {
     }
 }
 
+/// The W&B artifact name of a run's checkpoints, as W&B's own integrations name them: what a
+/// resumed or requeued run resumes from.
+pub fn checkpoint_artifact(run_id: &str) -> String {
+    format!("model-{run_id}")
+}
+
 /// History and summary keys.
 pub mod metric {
     /// The mean training loss since the last logged row.

@@ -48,12 +48,17 @@ impl GitFacts {
     }
 }
 
-/// CI checks out a detached HEAD; GitHub Actions names the branch in the environment (the pull
-/// request's source branch, else the pushed branch).
+/// CI and W&B Launch agents check out a detached HEAD. GitHub Actions names the branch in the
+/// environment (the pull request's source branch, else the pushed branch); `mlwf launch` puts
+/// it in the run config the agent hands over as `WANDB_CONFIG`.
 fn ci_branch(env: &impl Fn(&str) -> Option<String>) -> Option<String> {
     ["GITHUB_HEAD_REF", "GITHUB_REF_NAME"]
         .into_iter()
         .find_map(|name| env(name).filter(|v| !v.is_empty()))
+        .or_else(|| {
+            let config: serde_json::Value = serde_json::from_str(&env("WANDB_CONFIG")?).ok()?;
+            config.get("branch")?.as_str().map(str::to_owned)
+        })
 }
 
 #[cfg(test)]

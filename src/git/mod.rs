@@ -3,11 +3,13 @@
 
 mod branch;
 mod facts;
+mod repo;
 
 use std::path::{Path, PathBuf};
 
 pub use branch::valid_branch;
 pub use facts::GitFacts;
+pub use repo::{remote_host, RemoteForm, Repo};
 
 /// The root of the git work tree containing `start`, if any.
 pub fn root(start: &Path) -> Option<PathBuf> {

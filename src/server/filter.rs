@@ -5,6 +5,7 @@
 //! (numbers numerically, arrays match when an element does), which SQL would not give us.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -100,10 +101,10 @@ impl Field {
 
     /// The run's value of this field, `None` when absent. Times are Unix seconds so they
     /// compare as numbers.
-    pub fn value(&self, run: &RunRow) -> Option<Value> {
+    pub fn value(&self, run: &RunRow, run_timeout: Duration) -> Option<Value> {
         let opt = |s: &Option<String>| s.clone().map(Value::String);
         match self {
-            Field::State => Some(Value::String(run.state().to_owned())),
+            Field::State => Some(Value::String(run.state(run_timeout).to_owned())),
             Field::Tags => Some(Value::from(run.tags.clone())),
             Field::Name => Some(Value::String(run.name.clone())),
             Field::DisplayName => opt(&run.display_name),
@@ -192,13 +193,14 @@ impl Filter {
         })
     }
 
-    pub fn matches(&self, run: &RunRow) -> bool {
+    /// Whether `run` passes; its state is as [`RunRow::state`] reads it after `run_timeout`.
+    pub fn matches(&self, run: &RunRow, run_timeout: Duration) -> bool {
         match self {
-            Filter::And(fs) => fs.iter().all(|f| f.matches(run)),
-            Filter::Or(fs) => fs.iter().any(|f| f.matches(run)),
-            Filter::Nor(fs) => !fs.iter().any(|f| f.matches(run)),
+            Filter::And(fs) => fs.iter().all(|f| f.matches(run, run_timeout)),
+            Filter::Or(fs) => fs.iter().any(|f| f.matches(run, run_timeout)),
+            Filter::Nor(fs) => !fs.iter().any(|f| f.matches(run, run_timeout)),
             Filter::Field(field, conds) => {
-                let value = field.value(run);
+                let value = field.value(run, run_timeout);
                 conds.iter().all(|c| c.holds(value.as_ref()))
             }
         }
@@ -363,10 +365,15 @@ impl Order {
 
     /// Sorts runs; runs without a value come last in either direction, and ties keep creation
     /// order (reversed when descending) so paging is stable.
-    pub fn sort(&self, runs: &mut [RunRow]) {
+    pub fn sort(&self, runs: &mut [RunRow], run_timeout: Duration) {
         let mut keyed: Vec<(Option<Value>, RunRow)> = runs
             .iter()
-            .map(|r| (self.field.value(r).filter(|v| !v.is_null()), r.clone()))
+            .map(|r| {
+                (
+                    self.field.value(r, run_timeout).filter(|v| !v.is_null()),
+                    r.clone(),
+                )
+            })
             .collect();
         keyed.sort_by(|(ka, ra), (kb, rb)| {
             let by_key = match (ka, kb) {
@@ -398,6 +405,7 @@ impl Order {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::DEFAULT_RUN_TIMEOUT;
     use serde_json::json;
 
     fn run(
@@ -467,7 +475,7 @@ mod tests {
         let f = Filter::parse(&filter).unwrap();
         runs()
             .into_iter()
-            .filter(|r| f.matches(r))
+            .filter(|r| f.matches(r, DEFAULT_RUN_TIMEOUT))
             .map(|r| r.name)
             .collect()
     }
@@ -543,14 +551,18 @@ mod tests {
             assert!(Filter::parse(&bad).is_err(), "{bad}");
         }
         assert!(Filter::parse_json(Some("{")).is_err());
-        assert!(Filter::parse_json(None).unwrap().matches(&runs()[0]));
+        assert!(Filter::parse_json(None)
+            .unwrap()
+            .matches(&runs()[0], DEFAULT_RUN_TIMEOUT));
     }
 
     #[test]
     fn ordering() {
         let order = |o: &str| {
             let mut rs = runs();
-            Order::parse(Some(o)).unwrap().sort(&mut rs);
+            Order::parse(Some(o))
+                .unwrap()
+                .sort(&mut rs, DEFAULT_RUN_TIMEOUT);
             rs.into_iter().map(|r| r.name).collect::<Vec<_>>()
         };
         assert_eq!(order("+created_at"), ["a", "b", "c"]);

@@ -28,6 +28,8 @@ pub use graphql::DEFAULT_ENTITY;
 /// How long a popped but un-acked run queue item stays claimed before another agent may pop it.
 /// The SDK's agent code says an un-acked item "will be pushed back onto the queue in 1 min".
 pub const DEFAULT_QUEUE_LEASE: Duration = Duration::from_secs(60);
+/// A run silent this long has crashed: its process is gone (five 30 s heartbeats missed, and more).
+pub const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(300);
 
 const API_KEY_FILE: &str = "api-key";
 
@@ -41,15 +43,20 @@ pub struct ServerOptions {
 }
 
 /// Settings beyond [`ServerOptions`] that tests and embedders may want to change.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Tuning {
+    /// How long a popped, un-acked run queue item stays claimed.
     pub queue_lease: Duration,
+    /// How long a running run may go without a file_stream request or heartbeat before it
+    /// reads as crashed (W&B's default: minutes; the SDK heartbeats every 30 s).
+    pub run_timeout: Duration,
 }
 
 impl Default for Tuning {
     fn default() -> Tuning {
         Tuning {
             queue_lease: DEFAULT_QUEUE_LEASE,
+            run_timeout: DEFAULT_RUN_TIMEOUT,
         }
     }
 }
@@ -127,7 +134,7 @@ pub async fn start_with(
         engine: graphql::engine::Engine::new()?,
         signer: Arc::new(signer),
         api_keys: Arc::new(opts.api_keys),
-        queue_lease: tuning.queue_lease,
+        tuning,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -469,7 +469,7 @@ pub fn valid_keys() -> Vec<String> {
     tiny().to_wandb_config().keys().cloned().collect()
 }
 
-fn resolve_key(key: &str) -> anyhow::Result<String> {
+pub fn resolve_key(key: &str) -> anyhow::Result<String> {
     let keys = valid_keys();
     if keys.iter().any(|k| k == key) {
         return Ok(key.to_owned());

@@ -552,7 +552,7 @@ impl<'a, B: Backend> Session<'a, B> {
                 self.setup.console.out(format!(
                     "mlwf: checkpoint of step {step} in {} (artifact {}:{version})",
                     dir.display(),
-                    checkpoint::artifact_name(self.setup.run.id())
+                    keys::checkpoint_artifact(self.setup.run.id())
                 ));
                 Ok(())
             }

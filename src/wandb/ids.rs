@@ -2,11 +2,14 @@
 
 use rand::Rng;
 
+/// The length of a run id.
+pub const RUN_ID_LEN: usize = 8;
+
 const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 
 /// `len` random characters from `[a-z0-9]`: run ids (8 long, like `hb8zh4xt`) and artifact
 /// client ids (128 long), as the official client makes them.
-pub(crate) fn random_id(len: usize) -> String {
+pub fn random_id(len: usize) -> String {
     let mut rng = rand::rng();
     (0..len)
         .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)

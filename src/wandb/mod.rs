@@ -2,6 +2,7 @@
 //!
 //! - [`Client`] (from [`Settings`]): runs, reads and artifact downloads.
 //! - [`Run`]: `log`, summary, console, system metrics, files, artifacts, alerts, `finish`.
+//! - `launch`: W&B Launch queues, items and agents; runSpecs and job files.
 //! - `graphql`: every GraphQL document sent, validated against the schema by tests.
 //!
 //! Internals: `transport` (HTTP, auth, retries), `filestream` (the background writer),
@@ -17,6 +18,7 @@ mod filestream;
 pub mod graphql;
 mod ids;
 mod json;
+pub mod launch;
 mod reads;
 mod run;
 mod settings;
@@ -30,6 +32,7 @@ pub use artifacts::{
 pub use client::{Client, Viewer};
 pub use error::{Error, Result};
 pub use filestream::Stream;
+pub use ids::{random_id, RUN_ID_LEN};
 pub use json::Row;
 pub use reads::{RunInfo, RunQuery, RunState};
 pub use run::{hostname, Run, RunSpec};

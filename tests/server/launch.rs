@@ -257,6 +257,7 @@ async fn queues_push_pop_ack_fail_and_agents() {
 async fn unacked_items_return_to_the_queue_after_the_lease() {
     let t = Fixture::start_tuned(Tuning {
         queue_lease: Duration::from_millis(300),
+        ..Tuning::default()
     })
     .await;
     create_queue(&t, "q", false).await;

@@ -15,7 +15,7 @@ use crate::server::store::{
 };
 
 const QUEUE_KIND: &str = "RunQueue";
-const ITEM_KIND: &str = "RunQueueItem";
+pub(crate) const ITEM_KIND: &str = "RunQueueItem";
 const AGENT_KIND: &str = "LaunchAgent";
 const CONFIG_KIND: &str = "DefaultResourceConfig";
 
@@ -353,7 +353,7 @@ pub fn pop<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
         .as_deref()
         .map(|id| decode(AGENT_KIND, id))
         .transpose()?;
-    let popped = store::pop(ctx.conn, &queue, agent_id, ctx.queue_lease)?;
+    let popped = store::pop(ctx.conn, &queue, agent_id, ctx.tuning.queue_lease)?;
     nullable(popped.map(|(id, spec)| {
         Record::new("PopFromRunQueuePayload")
             .leaf("runQueueItemId", ids::encode(ITEM_KIND, id))

@@ -5,12 +5,10 @@ pub mod engine;
 
 mod artifacts;
 mod files;
-mod launch;
+pub(crate) mod launch;
 mod project;
 mod runs;
 mod viewer;
-
-use std::time::Duration;
 
 use apollo_compiler::resolvers::{ObjectValue, ResolveInfo};
 use rusqlite::Connection;
@@ -27,8 +25,7 @@ pub struct Ctx<'c> {
     pub conn: &'c Connection,
     pub urls: &'c Urls,
     pub files: &'c FileDirs,
-    /// How long a popped, un-acked run queue item stays claimed.
-    pub queue_lease: Duration,
+    pub tuning: crate::server::Tuning,
 }
 
 /// The root object of an operation.

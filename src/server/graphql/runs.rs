@@ -127,7 +127,7 @@ fn matching_runs(
     let filter = Filter::parse_json(filters).map_err(|e| field_error(e.to_string()))?;
     Ok(runs::project_runs(ctx.conn, project_id)?
         .into_iter()
-        .filter(|run| filter.matches(run))
+        .filter(|run| filter.matches(run, ctx.tuning.run_timeout))
         .collect())
 }
 
@@ -149,7 +149,7 @@ pub fn runs<'a>(ctx: &'a Ctx<'a>, project_id: i64, info: &ResolveInfo<'_>) -> Re
 
     let start = match after {
         None => {
-            order.sort(&mut rows);
+            order.sort(&mut rows, ctx.tuning.run_timeout);
             0
         }
         Some(cursor) => {
@@ -161,7 +161,7 @@ pub fn runs<'a>(ctx: &'a Ctx<'a>, project_id: i64, info: &ResolveInfo<'_>) -> Re
                     .ok_or_else(|| field_error("the cursor's run no longer exists"))?;
                 rows.push(cursor_run);
             }
-            order.sort(&mut rows);
+            order.sort(&mut rows, ctx.tuning.run_timeout);
             let pos = rows.iter().position(|r| r.id == cursor_id).unwrap_or(0);
             if cursor_matches {
                 pos + 1
@@ -359,7 +359,7 @@ impl ObjectValue for RunObj<'_> {
             "displayName" => leaf(&row.display_name),
             "description" => leaf(&row.description),
             "notes" => leaf(&row.notes),
-            "state" => leaf(row.state()),
+            "state" => leaf(row.state(ctx.tuning.run_timeout)),
             "config" => leaf(&row.config),
             "wandbConfig" => self.wandb_config(info),
             "summaryMetrics" => leaf(&row.summary),
@@ -373,8 +373,8 @@ impl ObjectValue for RunObj<'_> {
             "readOnly" => leaf(false),
             "stopped" | "shouldStop" => leaf(row.stopped),
             "exitcode" => leaf(row.exit_code),
-            "failed" => leaf(row.state() == "failed"),
-            "running" => leaf(row.state() == "running"),
+            "failed" => leaf(row.state(ctx.tuning.run_timeout) == "failed"),
+            "running" => leaf(row.state(ctx.tuning.run_timeout) == "running"),
             "createdAt" => leaf(wandb_time(&row.created_at)),
             "heartbeatAt" => leaf(wandb_time(&row.heartbeat_at)),
             "updatedAt" => leaf(wandb_time(&row.updated_at)),

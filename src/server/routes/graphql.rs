@@ -33,14 +33,14 @@ pub async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: By
     let urls = Urls::new(base_url(&headers), state.signer.clone());
     let engine = state.engine.clone();
     let files = state.store.files().clone();
-    let queue_lease = state.queue_lease;
+    let tuning = state.tuning;
     let is_mutation = prepared.is_mutation;
     let execute = move |conn: &Connection| -> StoreResult<_> {
         let ctx = Ctx {
             conn,
             urls: &urls,
             files: &files,
-            queue_lease,
+            tuning,
         };
         Ok(engine.execute(&prepared, &Root::new(&ctx, is_mutation)))
     };

@@ -4,10 +4,10 @@
 mod alerts;
 mod file_stream;
 mod graphql;
+mod launch;
 pub mod storage;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,7 +27,7 @@ pub struct AppState {
     pub engine: Engine,
     pub signer: Arc<Signer>,
     pub api_keys: Arc<Vec<String>>,
-    pub queue_lease: Duration,
+    pub tuning: crate::server::Tuning,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
             "/mlwf/v1/alerts/{entity}/{project}/{run}",
             get(alerts::list),
         )
+        .route("/mlwf/v1/run-queue-items/{item}", get(launch::item_details))
         .route(
             "/artifactsV2/{region}/{entity}/{project}/{collection}/{*rest}",
             get(storage::artifact_v2_download),

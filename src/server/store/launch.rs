@@ -489,6 +489,36 @@ pub fn item(conn: &Connection, queue_id: i64, item_id: i64) -> StoreResult<Optio
         .optional()?)
 }
 
+/// What W&B's GraphQL does not expose of an item: when it was pushed, why it failed, and its
+/// warnings, as `{createdAt, error: {message, stage, filePaths} | null, warnings}`.
+pub fn item_details(conn: &Connection, item_id: i64) -> StoreResult<Value> {
+    conn.query_row(
+        "SELECT created_at, error_message, error_stage, error_file_paths, warnings
+         FROM run_queue_items WHERE id = ?1",
+        [item_id],
+        |row| {
+            let message: Option<String> = row.get(1)?;
+            let stage: Option<String> = row.get(2)?;
+            let paths: Option<String> = row.get(3)?;
+            let warnings: String = row.get(4)?;
+            let error = message.map(|message| {
+                serde_json::json!({
+                    "message": message,
+                    "stage": stage.unwrap_or_default(),
+                    "filePaths": json_column(paths.as_deref().unwrap_or("[]"), Value::Array(vec![])),
+                })
+            });
+            Ok(serde_json::json!({
+                "createdAt": row.get::<_, String>(0)?,
+                "error": error,
+                "warnings": json_column(&warnings, Value::Array(vec![])),
+            }))
+        },
+    )
+    .optional()?
+    .ok_or_else(|| not_found(format!("run queue item {item_id} not found")))
+}
+
 #[derive(Clone, Debug)]
 pub struct AgentRow {
     pub id: i64,

@@ -9,11 +9,6 @@ use super::{
     ensure_project, invalid, json_column, not_found, now, parse_time, validate_name, StoreResult,
 };
 
-/// A run that has sent nothing for this long while `running` is reported `crashed`
-/// (`preempting` becomes `preempted`). The SDK heartbeats every 30 s, so five minutes of silence
-/// means the process is gone. The stored state is left alone: a run that comes back is running.
-pub const HEARTBEAT_TIMEOUT: time::Duration = time::Duration::minutes(5);
-
 /// States of a run whose process is not (yet, or any more) sending: new file_stream data from it
 /// means it runs (again: a resumed run, or a `pending` run that a launch agent started).
 const NOT_LIVE_STATES: [&str; 6] = [
@@ -52,10 +47,12 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    /// The state clients see: the stored one, except that a silent live run has crashed.
-    pub fn state(&self) -> &str {
+    /// The state clients see: the stored one, except that a run silent for longer than
+    /// `timeout` while `running` has crashed (`preempting` becomes `preempted`). The stored state
+    /// is left alone: a run that comes back is running.
+    pub fn state(&self, timeout: std::time::Duration) -> &str {
         let silent = parse_time(&self.heartbeat_at)
-            .is_some_and(|at| OffsetDateTime::now_utc() - at > HEARTBEAT_TIMEOUT);
+            .is_some_and(|at| OffsetDateTime::now_utc() - at > timeout);
         match self.stored_state.as_str() {
             "running" if silent => "crashed",
             "preempting" if silent => "preempted",

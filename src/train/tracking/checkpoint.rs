@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 
 use super::f32_json;
 
+use crate::experiment::keys;
 use crate::train::config::{ResumeFrom, TrainConfig};
 use crate::train::data::CharTokenizer;
 use crate::train::model::{ModelConfig, ModelState, NamedTensor};
@@ -310,11 +311,6 @@ fn read_tensors(path: &Path, prefixes: &[&str]) -> anyhow::Result<Vec<Vec<NamedT
         .collect()
 }
 
-/// The W&B artifact name of a run's checkpoints, as W&B's own integrations name them.
-pub fn artifact_name(run_id: &str) -> String {
-    format!("model-{run_id}")
-}
-
 /// Logs the checkpoint in `dir` as a new version of the run's `model` artifact with
 /// `aliases` (besides `latest`, which every new version gets). `metadata` (branch, commit,
 /// dataset, ...) is recorded with the checkpoint's step and losses.
@@ -331,7 +327,7 @@ pub async fn log_artifact(
     metadata.insert("val_loss".into(), loss(state.progress.val_loss));
     metadata.insert("best_val_loss".into(), loss(state.progress.best_val_loss));
     metadata.insert("format".into(), json!(FORMAT));
-    let mut spec = ArtifactSpec::new(artifact_name(run.id()), "model")
+    let mut spec = ArtifactSpec::new(keys::checkpoint_artifact(run.id()), "model")
         .dir(dir)
         .with_context(|| format!("listing the checkpoint {}", dir.display()))?
         .metadata(metadata);

@@ -95,6 +95,76 @@ pub const RUN_CONSOLE_LOG_TAIL: Operation = Operation {
     document: include_str!("run_console_log_tail.graphql"),
 };
 /// Every operation the client can send.
+// W&B Launch (queues, items, agents) and run control, as the official agent sends them.
+pub const PROJECT_RUN_QUEUES: Operation = Operation {
+    name: "ProjectRunQueues",
+    document: include_str!("project_run_queues.graphql"),
+};
+pub const GET_RUN_QUEUE_ITEMS: Operation = Operation {
+    name: "GetRunQueueItems",
+    document: include_str!("get_run_queue_items.graphql"),
+};
+pub const GET_RUN_QUEUE_ITEM: Operation = Operation {
+    name: "GetRunQueueItem",
+    document: include_str!("get_run_queue_item.graphql"),
+};
+pub const CREATE_DEFAULT_RESOURCE_CONFIG: Operation = Operation {
+    name: "createDefaultResourceConfig",
+    document: include_str!("create_default_resource_config.graphql"),
+};
+pub const CREATE_RUN_QUEUE: Operation = Operation {
+    name: "createRunQueue",
+    document: include_str!("create_run_queue.graphql"),
+};
+pub const PUSH_TO_RUN_QUEUE_BY_NAME: Operation = Operation {
+    name: "pushToRunQueueByName",
+    document: include_str!("push_to_run_queue_by_name.graphql"),
+};
+pub const POP_FROM_RUN_QUEUE: Operation = Operation {
+    name: "popFromRunQueue",
+    document: include_str!("pop_from_run_queue.graphql"),
+};
+pub const ACK_RUN_QUEUE_ITEM: Operation = Operation {
+    name: "ackRunQueueItem",
+    document: include_str!("ack_run_queue_item.graphql"),
+};
+pub const FAIL_RUN_QUEUE_ITEM: Operation = Operation {
+    name: "failRunQueueItem",
+    document: include_str!("fail_run_queue_item.graphql"),
+};
+pub const UPDATE_RUN_QUEUE_ITEM_WARNING: Operation = Operation {
+    name: "updateRunQueueItemWarning",
+    document: include_str!("update_run_queue_item_warning.graphql"),
+};
+pub const CREATE_LAUNCH_AGENT: Operation = Operation {
+    name: "createLaunchAgent",
+    document: include_str!("create_launch_agent.graphql"),
+};
+pub const UPDATE_LAUNCH_AGENT: Operation = Operation {
+    name: "updateLaunchAgent",
+    document: include_str!("update_launch_agent.graphql"),
+};
+pub const LAUNCH_AGENT: Operation = Operation {
+    name: "LaunchAgent",
+    document: include_str!("launch_agent.graphql"),
+};
+pub const RUN_STOPPED_STATUS: Operation = Operation {
+    name: "RunStoppedStatus",
+    document: include_str!("run_stopped_status.graphql"),
+};
+pub const DELETE_FROM_RUN_QUEUE: Operation = Operation {
+    name: "deleteFromRunQueue",
+    document: include_str!("delete_from_run_queue.graphql"),
+};
+pub const DELETE_RUN: Operation = Operation {
+    name: "DeleteRun",
+    document: include_str!("delete_run.graphql"),
+};
+pub const UPDATE_RUN_STATE: Operation = Operation {
+    name: "UpdateRunState",
+    document: include_str!("update_run_state.graphql"),
+};
+
 pub const ALL: &[Operation] = &[
     VIEWER,
     UPSERT_BUCKET,
@@ -115,4 +185,21 @@ pub const ALL: &[Operation] = &[
     HISTORY_PAGE,
     RUN_FILES,
     RUN_CONSOLE_LOG_TAIL,
+    PROJECT_RUN_QUEUES,
+    GET_RUN_QUEUE_ITEMS,
+    GET_RUN_QUEUE_ITEM,
+    CREATE_DEFAULT_RESOURCE_CONFIG,
+    CREATE_RUN_QUEUE,
+    PUSH_TO_RUN_QUEUE_BY_NAME,
+    POP_FROM_RUN_QUEUE,
+    ACK_RUN_QUEUE_ITEM,
+    FAIL_RUN_QUEUE_ITEM,
+    UPDATE_RUN_QUEUE_ITEM_WARNING,
+    CREATE_LAUNCH_AGENT,
+    UPDATE_LAUNCH_AGENT,
+    LAUNCH_AGENT,
+    RUN_STOPPED_STATUS,
+    DELETE_FROM_RUN_QUEUE,
+    DELETE_RUN,
+    UPDATE_RUN_STATE,
 ];
