@@ -9,6 +9,7 @@ mod analyze;
 mod architecture;
 mod cli;
 mod interop;
+mod launch;
 mod server;
 mod train;
 mod wandb;

@@ -53,6 +53,16 @@ impl JobProcess {
             .kill_on_drop(true);
         #[cfg(unix)]
         command.process_group(0);
+        #[cfg(target_os = "linux")]
+        // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent's. The
+        // job dies with the agent even when the agent is SIGKILLed and cannot stop it, so
+        // its run goes silent and the server marks it crashed instead of a stray job going on.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", launch.program.display()))?;

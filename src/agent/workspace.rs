@@ -37,8 +37,9 @@ impl GitAccess {
     fn env_for(&self, remote: &str, askpass: &Path) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = vec![("GIT_TERMINAL_PROMPT".into(), "0".into())];
         let host = remote_host(remote);
-        let https = remote.to_ascii_lowercase().starts_with("https://");
-        if let (Some(token), Some(host), true) = (&self.token, &host, https) {
+        let encrypted = remote.to_ascii_lowercase().starts_with("https://")
+            || host.as_deref().is_some_and(is_loopback);
+        if let (Some(token), Some(host), true) = (&self.token, &host, encrypted) {
             if self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
                 env.push(("GIT_ASKPASS".into(), askpass.into()));
                 env.push((TOKEN_VAR.into(), token.expose_secret().into()));
@@ -110,7 +111,8 @@ impl Workdir {
         branch: Option<&str>,
         name: &str,
     ) -> anyhow::Result<PathBuf> {
-        if RemoteForm::of(remote) == RemoteForm::Insecure {
+        let loopback = remote_host(remote).as_deref().is_some_and(is_loopback);
+        if RemoteForm::of(remote) == RemoteForm::Insecure && !loopback {
             bail!("remote {remote:?} is unencrypted (http:// or git://): use https:// or ssh");
         }
         let mirror = self.mirror(access, remote, commit).await?;
@@ -180,8 +182,9 @@ impl Workdir {
         let env = access.env_for(remote, &self.askpass());
         let redactor = access.redactor();
         if !mirror.join("HEAD").exists() {
-            let partial = mirror.with_extension("partial");
-            let _ = std::fs::remove_dir_all(&partial);
+            // Agents sharing the folder may clone at the same time: each into its own folder,
+            // and the first to finish keeps its copy.
+            let partial = mirror.with_extension(format!("partial-{}", crate::wandb::random_id(8)));
             run_git(
                 Command::new("git")
                     .args(["clone", "--quiet", "--mirror", "--", remote])
@@ -191,17 +194,27 @@ impl Workdir {
                 &redactor,
             )
             .await?;
-            std::fs::rename(&partial, &mirror).context("keeping the mirror")?;
-        } else if !has_commit(&mirror, commit).await {
-            run_git(
-                Command::new("git")
-                    .args(["fetch", "--quiet", "--prune", "origin"])
-                    .current_dir(&mirror)
-                    .envs(env.clone()),
-                &format!("fetching {remote}"),
-                &redactor,
-            )
-            .await?;
+            if std::fs::rename(&partial, &mirror).is_err() {
+                let _ = std::fs::remove_dir_all(&partial);
+            }
+        }
+        if !has_commit(&mirror, commit).await {
+            // Another agent's fetch may hold the mirror's ref locks: one retry.
+            let fetch = || async {
+                run_git(
+                    Command::new("git")
+                        .args(["fetch", "--quiet", "--prune", "origin"])
+                        .current_dir(&mirror)
+                        .envs(env.clone()),
+                    &format!("fetching {remote}"),
+                    &redactor,
+                )
+                .await
+            };
+            if fetch().await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                fetch().await?;
+            }
         }
         if !has_commit(&mirror, commit).await {
             // Commits no branch points at any more are fetched by id where the server allows.
@@ -254,6 +267,14 @@ impl Workdir {
         std::fs::write(dir.join("ready"), "").context("marking the environment ready")?;
         Ok(dir)
     }
+}
+
+/// Unencrypted git is refused except to this machine, where nothing crosses a network.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether the checkout is a Cargo project building the `mlwf` binary (a fork of mlwf).

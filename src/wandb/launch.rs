@@ -280,8 +280,8 @@ fn wb_type(value: &Value) -> &'static str {
         Value::Bool(_) => "boolean",
         Value::Number(_) => "number",
         Value::String(_) => "string",
-        Value::Array(_) => "list",
-        Value::Object(_) => "typedDict",
+        // Lists and dicts need their element types spelled out; `any` is always valid.
+        Value::Array(_) | Value::Object(_) => "any",
         Value::Null => "none",
     }
 }
