@@ -133,7 +133,7 @@ async fn an_agent_stopped_mid_job_requeues_it_and_the_next_one_resumes_the_run()
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
     let second = output(
-        &mut mlwf(
+        mlwf(
             &t,
             &repos.work,
             &["agent", "--queue", QUEUE, "--max-items", "1"],
@@ -288,7 +288,7 @@ async fn jobs_never_share_a_gpu() {
     let job = launch(&t, &repos, &["--entrypoint", &entrypoint]).await;
     push_more(&t, &job, 3).await;
     let out = output(
-        &mut mlwf(
+        mlwf(
             &t,
             &repos.work,
             &[
