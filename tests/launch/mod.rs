@@ -8,6 +8,7 @@
 mod embedded;
 mod faults;
 mod interop;
+mod private;
 mod refusals;
 
 use std::path::{Path, PathBuf};
