@@ -311,6 +311,24 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Wall time of one `mlwf analyze`, start to comment posted, against local fakes.
     Analyze(BenchAnalyzeArgs),
+    /// `mlwf agent` against the official `wandb launch-agent`: idle memory, push to job start.
+    Agent(BenchAgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAgentArgs {
+    /// Python interpreter with the official `wandb` package; its agent is skipped when absent.
+    #[arg(long, env = "MLWF_PYTHON", default_value = ".venv/bin/python")]
+    pub python: PathBuf,
+    /// How long each agent idles before its memory is read.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub idle: std::time::Duration,
+    /// Items pushed and timed per agent.
+    #[arg(long, default_value_t = 3)]
+    pub pushes: usize,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,7 +1,9 @@
 //! `mlwf bench`: speed figures, printed by `commands/bench.rs` and recorded in
-//! `docs/benchmarks.md`. `log` and `analyze` run against the test fakes, so they exist only in
+//! `docs/benchmarks.md`. `log`, `analyze` and `agent` run against the test fakes, so they exist only in
 //! builds with the `testkit` feature (the default).
 
+#[cfg(feature = "testkit")]
+pub mod agent;
 #[cfg(feature = "testkit")]
 pub mod analyze;
 #[cfg(feature = "testkit")]

@@ -13,6 +13,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
         BenchCommand::Log(args) => log(args).await?,
         BenchCommand::Train(args) => train(args)?,
         BenchCommand::Analyze(args) => analyze(args).await?,
+        BenchCommand::Agent(args) => agent(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -101,6 +102,49 @@ async fn analyze(args: crate::cli::BenchAnalyzeArgs) -> anyhow::Result<()> {
         );
     }
     print(&text)
+}
+
+#[cfg(feature = "testkit")]
+async fn agent(args: crate::cli::BenchAgentArgs) -> anyhow::Result<()> {
+    let options = bench::agent::AgentOptions {
+        python: args.python,
+        idle: args.idle,
+        pushes: args.pushes,
+    };
+    let figures = bench::agent::agent(&options).await?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&figures).context("encoding the figures")?;
+        return print(&format!("{json}\n"));
+    }
+    let mut text = format!(
+        "launch agents on one local server, idle {:?} then {} pushes each:\n",
+        options.idle, options.pushes
+    );
+    for agent in &figures {
+        let times: Vec<String> = agent
+            .push_to_start_s
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect();
+        text += &format!(
+            "  {:<20} idle RSS {:>7.1} MiB   push to job start {} s\n",
+            agent.agent,
+            agent.idle_rss_mib,
+            times.join(" / ")
+        );
+    }
+    if figures.len() < 2 {
+        text += &format!(
+            "  wandb launch-agent   skipped: no Python at {}\n",
+            options.python.display()
+        );
+    }
+    print(&text)
+}
+
+#[cfg(not(feature = "testkit"))]
+async fn agent(_: crate::cli::BenchAgentArgs) -> anyhow::Result<()> {
+    needs_testkit("agent")
 }
 
 #[cfg(not(feature = "testkit"))]

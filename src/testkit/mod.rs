@@ -6,6 +6,7 @@
 
 pub mod claude;
 pub mod github;
+pub mod launch;
 pub mod sdk;
 pub mod synthetic;
 

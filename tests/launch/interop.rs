@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use mlwf::testkit::launch::log_job;
 use mlwf::testkit::sdk::official_sdk_command;
-use mlwf::wandb::launch::{JobFile, LaunchSpec, JOB_FILE, JOB_TYPE, REQUIREMENTS_FILE};
-use mlwf::wandb::{ArtifactSpec, RunSpec};
-use serde_json::{json, Map, Value};
+use mlwf::wandb::launch::LaunchSpec;
+use serde_json::{json, Value};
 use tokio::process::Command;
 
 use super::{create_queue, eventually, items, mlwf, output, run, signal, text, Repos, QUEUE};
@@ -124,37 +124,6 @@ impl<'a> Official<'a> {
     }
 }
 
-/// A job artifact made by hand, as the official agent accepts it (F5), at `remote`.
-async fn hand_made_job(t: &Fixture, name: &str, remote: &str, entrypoint: &[&str]) -> String {
-    let dir = t.path("hand-made");
-    let job = JobFile::git(
-        remote,
-        "0123456789abcdef0123456789abcdef01234567",
-        entrypoint.iter().map(|s| s.to_string()).collect(),
-        &Map::new(),
-    );
-    std::fs::write(dir.join(JOB_FILE), serde_json::to_vec(&job).unwrap()).unwrap();
-    std::fs::write(dir.join(REQUIREMENTS_FILE), "").unwrap();
-    let run = t
-        .client
-        .start_run(RunSpec {
-            job_type: Some("cli_create_job".into()),
-            ..RunSpec::default()
-        })
-        .await
-        .unwrap();
-    let logged = run
-        .log_artifact(
-            ArtifactSpec::new(name, JOB_TYPE)
-                .file(JOB_FILE, dir.join(JOB_FILE))
-                .file(REQUIREMENTS_FILE, dir.join(REQUIREMENTS_FILE)),
-        )
-        .await
-        .unwrap();
-    run.finish(0).await.unwrap();
-    format!("{ENTITY}/{PROJECT}/{name}:{}", logged.version.unwrap())
-}
-
 #[tokio::test]
 async fn items_pushed_by_the_official_cli_run_on_mlwf_agent() {
     let Some(python) = util::python() else { return };
@@ -212,8 +181,16 @@ async fn items_pushed_by_the_official_cli_run_on_mlwf_agent() {
         "{}/x.git",
         closed_port_url().await.replace("http://", "https://")
     );
-    let bad_remote =
-        hand_made_job(&t, "job-bad-remote", &unreachable, &["python", "train.py"]).await;
+    let bad_remote = log_job(
+        &t.client,
+        "job-bad-remote",
+        &unreachable,
+        "0123456789abcdef0123456789abcdef01234567",
+        &["python", "train.py"],
+        &t.path("hand-made"),
+    )
+    .await
+    .unwrap();
     let no_init = LaunchSpec::from_value(json!({
         "job": format!("{ENTITY}/{PROJECT}/job-git:latest"), "entity": ENTITY, "project": PROJECT,
         "overrides": {"entry_point": ["python", "-c", "print('no init here')"]}}))

@@ -53,15 +53,7 @@ impl Repos {
         }
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "--allow-empty", "-m", "feat-x"]);
-        let fakessh = root.join("fakessh.sh");
-        // GIT_SSH_VARIANT=simple calls `fakessh [options] host command`: drop to the command.
-        std::fs::write(
-            &fakessh,
-            "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in -p|-o|-i|-l) shift 2;; -*) shift;; *) break;; esac; done\nshift\nexec sh -c \"$*\"\n",
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&fakessh, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let fakessh = mlwf::testkit::launch::fake_ssh(root).unwrap();
         let feat_x = rev(&work, "feat-x");
         let main = rev(&work, "main");
         Repos {
@@ -100,10 +92,7 @@ impl Repos {
     }
 
     pub fn ssh_env(&self) -> [(&'static str, String); 2] {
-        [
-            ("GIT_SSH_COMMAND", self.fakessh.display().to_string()),
-            ("GIT_SSH_VARIANT", "simple".to_owned()),
-        ]
+        mlwf::testkit::launch::fake_ssh_env(&self.fakessh)
     }
 }
 

@@ -10,9 +10,9 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use mlwf::wandb::launch::{JobFile, LaunchSpec, JOB_FILE, JOB_TYPE, REQUIREMENTS_FILE};
-use mlwf::wandb::{ArtifactSpec, RunSpec};
-use serde_json::{json, Map};
+use mlwf::testkit::launch::log_job;
+use mlwf::wandb::launch::LaunchSpec;
+use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
 use super::{create_queue, items, mlwf, output, run, text, Repos, QUEUE};
@@ -113,24 +113,6 @@ fn authorized(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, password)| password == TOKEN)
 }
 
-async fn job_at(t: &Fixture, remote: &str, commit: &str, entrypoint: Vec<String>) -> String {
-    let dir = t.path("private-job");
-    let job = JobFile::git(remote, commit, entrypoint, &Map::new());
-    std::fs::write(dir.join(JOB_FILE), serde_json::to_vec(&job).unwrap()).unwrap();
-    std::fs::write(dir.join(REQUIREMENTS_FILE), "").unwrap();
-    let run = t.client.start_run(RunSpec::default()).await.unwrap();
-    let logged = run
-        .log_artifact(
-            ArtifactSpec::new("job-private", JOB_TYPE)
-                .file(JOB_FILE, dir.join(JOB_FILE))
-                .file(REQUIREMENTS_FILE, dir.join(REQUIREMENTS_FILE)),
-        )
-        .await
-        .unwrap();
-    run.finish(0).await.unwrap();
-    format!("{ENTITY}/{PROJECT}/job-private:{}", logged.version.unwrap())
-}
-
 fn bin_dir() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_mlwf")).parent().unwrap()
 }
@@ -150,15 +132,21 @@ async fn a_private_repository_clones_with_a_token_that_appears_nowhere() {
     .await;
     let remote = format!("{base}/repo.git");
     let dump = t.path("dump").join("env.txt");
-    let entrypoint = vec![
-        "sh".to_owned(),
-        "-c".to_owned(),
-        format!(
-            "env > {}; exec mlwf train --set optim.max_iters=10 --set optim.warmup_iters=2",
-            dump.display()
-        ),
-    ];
-    let job = job_at(&t, &remote, &repos.feat_x, entrypoint).await;
+    let script = format!(
+        "env > {}; exec mlwf train --set optim.max_iters=10 --set optim.warmup_iters=2",
+        dump.display()
+    );
+    let files = t.path("private-job");
+    let job = log_job(
+        &t.client,
+        "job-private",
+        &remote,
+        &repos.feat_x,
+        &["sh", "-c", &script],
+        &files,
+    )
+    .await
+    .unwrap();
     let spec =
         LaunchSpec::from_value(json!({"job": job, "entity": ENTITY, "project": PROJECT})).unwrap();
     t.client

@@ -1,0 +1,355 @@
+//! `mlwf bench agent`: `mlwf agent` against the official `wandb launch-agent` on one local
+//! server: each agent's resident memory once it idles (its whole process tree: the official
+//! agent runs a wandb-core service beside it), and the time from a push to the job's first line.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::scratch_server;
+use crate::server::RunningServer;
+use crate::testkit::launch::{fake_ssh, fake_ssh_env, log_job};
+use crate::testkit::sdk::official_sdk_command;
+use crate::wandb::launch::{ItemInfo, LaunchSpec, FAILED};
+use crate::wandb::{ApiKey, Client, Settings};
+
+const ENTITY: &str = "bench";
+const PROJECT: &str = "bench";
+const QUEUE: &str = "bench";
+/// What the job prints: the agent's stdout showing it is the start being timed.
+const MARKER: &str = "MLWF_BENCH_JOB_STARTED";
+/// The job: its first line, then a W&B run when the SDK is there, so that it ends cleanly on
+/// both agents (the official one waits a minute on a job that never starts a run).
+const JOB_PY: &str = "print('MLWF_BENCH_JOB_STARTED', flush=True)\ntry:\n    import wandb\nexcept ImportError:\n    raise SystemExit(0)\nwandb.init()\nwandb.finish()\n";
+/// Longest wait for a job to start or to end.
+const SETTLE: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    /// A Python interpreter with the official `wandb` package; its agent is skipped without one.
+    pub python: PathBuf,
+    /// How long an agent runs before its memory is read.
+    pub idle: Duration,
+    /// Items pushed one after another, each timed.
+    pub pushes: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentFigures {
+    pub agent: String,
+    /// Resident memory of the agent's process tree while idle, in MiB.
+    pub idle_rss_mib: f64,
+    /// Push to the job's first line, one per push, in seconds.
+    pub push_to_start_s: Vec<f64>,
+}
+
+pub async fn agent(options: &AgentOptions) -> anyhow::Result<Vec<AgentFigures>> {
+    let (scratch, server, key) = scratch_server().await?;
+    let result = measure_all(options, &server, &key, scratch.path()).await;
+    server.shutdown().await;
+    result
+}
+
+async fn measure_all(
+    options: &AgentOptions,
+    server: &RunningServer,
+    key: &str,
+    scratch: &Path,
+) -> anyhow::Result<Vec<AgentFigures>> {
+    let mut settings = Settings::new(server.base_url(), Some(ApiKey::new(key)))?;
+    settings.entity = Some(ENTITY.into());
+    settings.project = Some(PROJECT.into());
+    let client = Client::new(settings)?;
+    client
+        .create_run_queue(ENTITY, QUEUE, "local-process", json!({}))
+        .await?;
+    let (remote, commit, fakessh) = repository(scratch)?;
+    let job = log_job(
+        &client,
+        "job-bench",
+        &remote,
+        &commit,
+        &["python3", "job.py"],
+        &scratch.join("job"),
+    )
+    .await?;
+    let bench = Bench {
+        client,
+        server,
+        key,
+        scratch,
+        job,
+        ssh: fake_ssh_env(&fakessh),
+        options,
+    };
+    let mut figures = vec![bench.measure("mlwf agent", bench.mlwf_agent()?).await?];
+    if options.python.exists() {
+        figures.push(
+            bench
+                .measure("wandb launch-agent", bench.official_agent()?)
+                .await?,
+        );
+    }
+    Ok(figures)
+}
+
+/// A bare repository with one commit, reachable as `git@localhost:<path>` through the fake ssh.
+fn repository(scratch: &Path) -> anyhow::Result<(String, String, PathBuf)> {
+    let bare = scratch.join("repo.git");
+    let work = scratch.join("work");
+    std::fs::create_dir_all(&work)?;
+    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running git")?;
+        if !out.status.success() {
+            bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    };
+    git(
+        scratch,
+        &["init", "-q", "--bare", bare.to_str().context("path")?],
+    )?;
+    git(&work, &["init", "-q", "-b", "main"])?;
+    std::fs::write(work.join("job.py"), JOB_PY)?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-q", "-m", "bench"])?;
+    git(
+        &work,
+        &["push", "-q", bare.to_str().context("path")?, "main"],
+    )?;
+    let commit = git(&work, &["rev-parse", "HEAD"])?;
+    Ok((
+        format!("git@localhost:{}", bare.display()),
+        commit,
+        fake_ssh(scratch)?,
+    ))
+}
+
+struct Bench<'a> {
+    client: Client,
+    server: &'a RunningServer,
+    key: &'a str,
+    scratch: &'a Path,
+    job: String,
+    ssh: [(&'static str, String); 2],
+    options: &'a AgentOptions,
+}
+
+impl Bench<'_> {
+    fn mlwf_agent(&self) -> anyhow::Result<Command> {
+        let mut command = Command::new(std::env::current_exe()?);
+        command
+            .args(["agent", "--queue", QUEUE, "--entity", ENTITY])
+            .env("WANDB_BASE_URL", self.server.base_url())
+            .env("WANDB_API_KEY", self.key)
+            .env("MLWF_AGENT_DIR", self.scratch.join("mlwf-agent"))
+            .env("MLWF_LOG", "warn")
+            .env("WANDB_SILENT", "true");
+        for (var, sub) in [
+            ("WANDB_DIR", "wandb"),
+            ("WANDB_CACHE_DIR", "cache"),
+            ("WANDB_CONFIG_DIR", "config"),
+        ] {
+            let dir = self.scratch.join("mlwf-agent-sdk").join(sub);
+            std::fs::create_dir_all(&dir)?;
+            command.env(var, dir);
+        }
+        Ok(command)
+    }
+
+    fn official_agent(&self) -> anyhow::Result<Command> {
+        let home = self.scratch.join("home");
+        let config = home.join(".config/wandb");
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(
+            config.join("launch-config.yaml"),
+            format!("entity: {ENTITY}\nqueues: [{QUEUE}]\nmax_jobs: 1\n"),
+        )?;
+        let cli = std::path::absolute(&self.options.python)?.with_file_name("wandb");
+        let mut command = official_sdk_command(
+            &self.options.python,
+            &cli,
+            self.server.base_url(),
+            self.key,
+            &self.scratch.join("sdk"),
+        )?;
+        command
+            .args(["launch-agent", "-q", QUEUE, "-e", ENTITY, "-j", "1"])
+            .env("HOME", &home)
+            .env_remove("WANDB_SILENT");
+        Ok(command)
+    }
+
+    /// Starts `command`, lets it idle, reads its memory, then times `pushes` items.
+    async fn measure(&self, name: &str, mut command: Command) -> anyhow::Result<AgentFigures> {
+        if let Some(bin) = std::path::absolute(&self.options.python)?.parent() {
+            let path = std::env::var("PATH").unwrap_or_default();
+            command.env("PATH", format!("{}:{path}", bin.display()));
+        }
+        command
+            .envs(self.ssh.clone())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        let (lines, mut seen) = mpsc::unbounded_channel();
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    // Only the job's own line: the agents also quote commands and output tails.
+                    if line.trim_end().ends_with(MARKER) && !line.contains("job.py") {
+                        let _ = lines.send(Instant::now());
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(self.options.idle).await;
+        let idle_rss_mib = tree_rss_kib(pid(&child)?)? as f64 / 1024.0;
+        let spec = LaunchSpec {
+            job: Some(self.job.clone()),
+            entity: Some(ENTITY.into()),
+            project: Some(PROJECT.into()),
+            ..LaunchSpec::default()
+        };
+        let mut push_to_start_s = Vec::new();
+        for _ in 0..self.options.pushes {
+            while seen.try_recv().is_ok() {}
+            let pushed = Instant::now();
+            let item = self
+                .client
+                .push_to_queue(ENTITY, QUEUE, &spec, None)
+                .await?;
+            let started = tokio::time::timeout(SETTLE, seen.recv())
+                .await
+                .with_context(|| format!("{name} did not start the job within {SETTLE:?}"))?
+                .context("the agent's output ended")?;
+            push_to_start_s.push((started - pushed).as_secs_f64());
+            // Each push meets an idle agent: the previous job has ended and been reported.
+            self.settled(&item).await?;
+        }
+        stop(&mut child).await;
+        Ok(AgentFigures {
+            agent: name.to_owned(),
+            idle_rss_mib,
+            push_to_start_s,
+        })
+    }
+}
+
+impl Bench<'_> {
+    async fn settled(&self, item: &str) -> anyhow::Result<()> {
+        let deadline = Instant::now() + SETTLE;
+        while Instant::now() < deadline {
+            let info = self.client.queue_item(ENTITY, QUEUE, item).await?;
+            let done = match info {
+                Some(i) if i.state.as_deref() == Some(FAILED) => true,
+                Some(ItemInfo {
+                    associated_run_id: Some(run),
+                    ..
+                }) => self
+                    .client
+                    .run(ENTITY, PROJECT, &run)
+                    .await?
+                    .is_some_and(|r| r.state.is_terminal()),
+                _ => false,
+            };
+            if done {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        bail!("item {item} did not settle within {SETTLE:?}")
+    }
+}
+
+fn pid(child: &Child) -> anyhow::Result<u32> {
+    child.id().context("the agent exited early")
+}
+
+async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+    }
+    if tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Resident memory of `root` and every descendant, from `/proc`.
+fn tree_rss_kib(root: u32) -> anyhow::Result<u64> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    for entry in std::fs::read_dir("/proc").context("reading /proc (Linux only)")? {
+        let name = entry?.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // The command name may hold spaces; the fields after its closing parenthesis do not.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut index = 0;
+    while index < tree.len() {
+        let parent = tree[index];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, p)| *p == parent)
+                .map(|(c, _)| *c),
+        );
+        index += 1;
+    }
+    Ok(tree.into_iter().map(rss_kib).sum())
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
