@@ -2,7 +2,7 @@
 //!
 //! The folders are the architecture (see `docs/architecture.md`), in floors whose imports only
 //! point down: `cli` (clap) → `commands` (one file per subcommand: settings resolved once) →
-//! `train`, `analyze`, `bench` → `connect` (a W&B server or the embedded store) → `wandb` (the
+//! `bench` → `train`, `analyze`, `launch`, `agent` → `connect` (a W&B server or the embedded store) → `wandb` (the
 //! client), `server` (the W&B-compatible server), `github`. `testkit` holds test scaffolding,
 //! behind its feature.
 
