@@ -35,7 +35,8 @@ impl GitFacts {
         let commit = run(&["rev-parse", "--verify", "HEAD"]).filter(|c| !c.is_empty());
         let branch = run(&["symbolic-ref", "--quiet", "--short", "HEAD"])
             .filter(|b| !b.is_empty())
-            .or_else(|| ci_branch(&env));
+            .or_else(|| ci_branch(&env))
+            .or_else(|| launched_branch(&env, commit.as_deref()?));
         let dirty = commit
             .as_ref()
             .and_then(|_| run(&["status", "--porcelain", "--untracked-files=no"]))
@@ -48,17 +49,22 @@ impl GitFacts {
     }
 }
 
-/// CI and W&B Launch agents check out a detached HEAD. GitHub Actions names the branch in the
-/// environment (the pull request's source branch, else the pushed branch); `mlwf launch` puts
-/// it in the run config the agent hands over as `WANDB_CONFIG`.
+/// CI checks out a detached HEAD; GitHub Actions names the branch in the environment (the pull
+/// request's source branch, else the pushed branch).
 fn ci_branch(env: &impl Fn(&str) -> Option<String>) -> Option<String> {
     ["GITHUB_HEAD_REF", "GITHUB_REF_NAME"]
         .into_iter()
         .find_map(|name| env(name).filter(|v| !v.is_empty()))
-        .or_else(|| {
-            let config: serde_json::Value = serde_json::from_str(&env("WANDB_CONFIG")?).ok()?;
-            config.get("branch")?.as_str().map(str::to_owned)
-        })
+}
+
+/// W&B Launch agents check out the job's commit detached; `mlwf launch` names the branch and
+/// its commit in the run config the agent hands over as `WANDB_CONFIG`. The branch counts only
+/// for that very commit: a config copied from an older run names someone else's.
+fn launched_branch(env: &impl Fn(&str) -> Option<String>, commit: &str) -> Option<String> {
+    let config: serde_json::Value = serde_json::from_str(&env("WANDB_CONFIG")?).ok()?;
+    (config.get("commit")?.as_str()? == commit)
+        .then(|| config.get("branch")?.as_str().map(str::to_owned))
+        .flatten()
 }
 
 #[cfg(test)]
@@ -109,6 +115,20 @@ mod tests {
             GitFacts::read(root, "git", ci).branch.as_deref(),
             Some("main")
         );
+
+        // Detached by a launch agent: the launch's config names the branch of this commit.
+        let commit = GitFacts::read(root, "git", no_env).commit.unwrap();
+        let launched =
+            |config: String| move |name: &str| (name == "WANDB_CONFIG").then(|| config.clone());
+        let ours = format!(r#"{{"branch": "feat-x", "commit": "{commit}"}}"#);
+        let copied = r#"{"branch": "someone-else", "commit": "0123"}"#.to_owned();
+        assert_eq!(
+            GitFacts::read(root, "git", launched(ours))
+                .branch
+                .as_deref(),
+            Some("feat-x")
+        );
+        assert_eq!(GitFacts::read(root, "git", launched(copied)).branch, None);
     }
 
     #[test]

@@ -61,6 +61,18 @@ async fn launch_then_agent_trains_the_branch_on_the_embedded_store() {
     let items: Value = serde_json::from_slice(&items.stdout).unwrap();
     assert_eq!(items[0]["state"], "CLAIMED");
     assert_eq!(items[0]["run"], run["id"]);
+    // Two terminals on one store: `--wait` follows the item while an agent runs it.
+    let mut waiting = launch.clone();
+    waiting.push("--wait");
+    let mut waiting = embedded(&waiting);
+    let mut agent = embedded(&["agent", "--queue", QUEUE, "--max-items", "1"]);
+    let (waited, agent) = tokio::join!(output(&mut waiting), output(&mut agent));
+    assert!(agent.status.success(), "{}", text(&agent));
+    assert!(waited.status.success(), "{}", text(&waited));
+    let waited: Value = serde_json::from_slice(&waited.stdout).unwrap();
+    assert_eq!(waited["outcome"]["state"], "finished", "{waited}");
+    assert_ne!(waited["outcome"]["run"], run["id"]);
+
     // The store stays out of the user's git status, and so does the launch.
     let status = std::process::Command::new("git")
         .args(["status", "--porcelain"])
