@@ -13,7 +13,8 @@ use mlwf::wandb::ArtifactRef;
 use serde_json::{json, Value};
 
 use super::{
-    create_queue, eventually, items, mlwf, output, run, signal, text, Repos, QUEUE, QUICK_TRAIN,
+    agent_command, create_queue, eventually, items, mlwf, output, run, signal, text, Repos, QUEUE,
+    QUICK_TRAIN,
 };
 use crate::util::{Fixture, ENTITY, PROJECT};
 
@@ -28,10 +29,7 @@ async fn launch(t: &Fixture, repos: &Repos, args: &[&str]) -> String {
 }
 
 fn agent(t: &Fixture, repos: &Repos, args: &[&str]) -> tokio::process::Child {
-    let mut all = vec!["agent", "--queue", QUEUE, "--grace", "20s"];
-    all.extend_from_slice(args);
-    mlwf(t, &repos.work, &all)
-        .envs(repos.ssh_env())
+    agent_command(t, repos, &[&["--grace", "20s"], args].concat())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -132,15 +130,7 @@ async fn an_agent_stopped_mid_job_requeues_it_and_the_next_one_resumes_the_run()
         .filter(|(_, s, _)| s == "PENDING")
         .collect();
     assert_eq!(pending.len(), 1, "{pending:?}");
-    let second = output(
-        mlwf(
-            &t,
-            &repos.work,
-            &["agent", "--queue", QUEUE, "--max-items", "1"],
-        )
-        .envs(repos.ssh_env()),
-    )
-    .await;
+    let second = output(&mut agent_command(&t, &repos, &["--max-items", "1"])).await;
     assert!(second.status.success(), "{}", text(&second));
     let resumed = run(&t, &run_id).await.unwrap();
     assert_eq!(resumed["state"], "finished", "{resumed}");
@@ -216,22 +206,12 @@ async fn two_agents_on_one_queue_never_run_an_item_twice() {
     );
     let job = launch(&t, &repos, &["--entrypoint", &entrypoint]).await;
     push_more(&t, &job, 99).await;
-    let args = [
-        "agent",
-        "--queue",
-        QUEUE,
-        "--max-jobs",
-        "2",
-        "--exit-when-idle",
-        "--poll",
-        "100ms",
-    ];
-    let mut a = mlwf(&t, &repos.work, &args);
-    let mut b = mlwf(&t, &repos.work, &args);
-    let (a, b) = (
-        output(a.envs(repos.ssh_env())),
-        output(b.envs(repos.ssh_env())),
+    let args = ["--max-jobs", "2", "--exit-when-idle", "--poll", "100ms"];
+    let (mut a, mut b) = (
+        agent_command(&t, &repos, &args),
+        agent_command(&t, &repos, &args),
     );
+    let (a, b) = (output(&mut a), output(&mut b));
     let (a, b) = tokio::join!(a, b);
     assert!(
         a.status.success() && b.status.success(),
@@ -287,24 +267,8 @@ async fn jobs_never_share_a_gpu() {
     );
     let job = launch(&t, &repos, &["--entrypoint", &entrypoint]).await;
     push_more(&t, &job, 3).await;
-    let out = output(
-        mlwf(
-            &t,
-            &repos.work,
-            &[
-                "agent",
-                "--queue",
-                QUEUE,
-                "--gpus",
-                "0,1",
-                "--exit-when-idle",
-                "--poll",
-                "100ms",
-            ],
-        )
-        .envs(repos.ssh_env()),
-    )
-    .await;
+    let args = ["--gpus", "0,1", "--exit-when-idle", "--poll", "100ms"];
+    let out = output(&mut agent_command(&t, &repos, &args)).await;
     assert!(out.status.success(), "{}", text(&out));
     let text = std::fs::read_to_string(&ledger).unwrap();
     let mut spans: BTreeMap<String, Vec<(u128, u128)>> = BTreeMap::new();

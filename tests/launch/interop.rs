@@ -124,13 +124,19 @@ impl<'a> Official<'a> {
     }
 }
 
+/// The queue, and a repository whose feat-x holds [`TRAIN_PY`], pushed.
+async fn pushed_repository(t: &Fixture) -> Repos {
+    create_queue(t).await;
+    let repos = Repos::new(&t.path("repos"), &[("train.py", TRAIN_PY)]);
+    repos.push();
+    repos
+}
+
 #[tokio::test]
 async fn items_pushed_by_the_official_cli_run_on_mlwf_agent() {
     let Some(python) = util::python() else { return };
     let t = Fixture::start().await;
-    create_queue(&t).await;
-    let repos = Repos::new(&t.path("repos"), &[("train.py", TRAIN_PY)]);
-    repos.push();
+    let repos = pushed_repository(&t).await;
     let official = Official::new(&t, python, &repos);
 
     let remote = repos.remote();
@@ -292,9 +298,7 @@ async fn items_pushed_by_the_official_cli_run_on_mlwf_agent() {
 async fn items_pushed_by_mlwf_launch_run_on_the_official_agent() {
     let Some(python) = util::python() else { return };
     let t = Fixture::start().await;
-    create_queue(&t).await;
-    let repos = Repos::new(&t.path("repos"), &[("train.py", TRAIN_PY)]);
-    repos.push();
+    let repos = pushed_repository(&t).await;
     let official = Official::new(&t, python, &repos);
     let launched = output(&mut official.mlwf(&[
         "launch",

@@ -78,17 +78,7 @@ impl Repos {
 
     /// `git args` in the work tree with the fake ssh.
     pub fn git_ssh(&self, args: &[&str]) {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .current_dir(&self.work)
-            .envs(self.ssh_env())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        git_with(&self.work, args, &self.ssh_env());
     }
 
     pub fn ssh_env(&self) -> [(&'static str, String); 2] {
@@ -97,10 +87,15 @@ impl Repos {
 }
 
 pub fn git(dir: &Path, args: &[&str]) {
+    git_with(dir, args, &[]);
+}
+
+fn git_with(dir: &Path, args: &[&str], env: &[(&str, String)]) {
     let out = std::process::Command::new("git")
         .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
         .args(args)
         .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
     assert!(
@@ -132,6 +127,15 @@ pub fn mlwf(t: &Fixture, dir: &Path, args: &[&str]) -> Command {
         .env("MLWF_AGENT_DIR", t.path("agent"))
         .env("MLWF_DATA_CACHE", t.path("data-cache"))
         .env("MLWF_LOG", "warn");
+    command
+}
+
+/// `mlwf agent --queue lq ARGS` in the work tree, with the fake ssh.
+pub fn agent_command(t: &Fixture, repos: &Repos, args: &[&str]) -> Command {
+    let mut all = vec!["agent", "--queue", QUEUE];
+    all.extend_from_slice(args);
+    let mut command = mlwf(t, &repos.work, &all);
+    command.envs(repos.ssh_env());
     command
 }
 

@@ -15,7 +15,7 @@ use mlwf::wandb::launch::LaunchSpec;
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{create_queue, items, mlwf, output, run, text, Repos, QUEUE};
+use super::{agent_command, create_queue, items, output, run, text, Repos, QUEUE};
 use crate::util::{self, Fixture, ENTITY, PROJECT};
 
 const TOKEN: &str = "ghp_privatetoken0123456789abcdefABCDEF";
@@ -159,24 +159,18 @@ async fn a_private_repository_clones_with_a_token_that_appears_nowhere() {
         std::env::var("PATH").unwrap_or_default()
     );
 
+    let agent = |token: Option<&str>| {
+        let mut command =
+            agent_command(&t, &repos, &["--max-items", "1", "--git-host", "127.0.0.1"]);
+        command.env("PATH", &path);
+        if let Some(token) = token {
+            command.env("MLWF_GIT_TOKEN", token);
+        }
+        command
+    };
+
     // Without the token the clone fails, and says so.
-    let without = output(
-        mlwf(
-            &t,
-            &repos.work,
-            &[
-                "agent",
-                "--queue",
-                QUEUE,
-                "--max-items",
-                "1",
-                "--git-host",
-                "127.0.0.1",
-            ],
-        )
-        .env("PATH", &path),
-    )
-    .await;
+    let without = output(&mut agent(None)).await;
     assert!(without.status.success(), "{}", text(&without));
     let (first, state, _) = items(&t).await.remove(0);
     assert_eq!(state, "FAILED");
@@ -195,24 +189,7 @@ async fn a_private_repository_clones_with_a_token_that_appears_nowhere() {
         .push_to_queue(ENTITY, QUEUE, &spec, None)
         .await
         .unwrap();
-    let with = output(
-        mlwf(
-            &t,
-            &repos.work,
-            &[
-                "agent",
-                "--queue",
-                QUEUE,
-                "--max-items",
-                "1",
-                "--git-host",
-                "127.0.0.1",
-            ],
-        )
-        .env("PATH", &path)
-        .env("MLWF_GIT_TOKEN", TOKEN),
-    )
-    .await;
+    let with = output(&mut agent(Some(TOKEN))).await;
     let said = text(&with);
     assert!(with.status.success(), "{said}");
     let (_, state, run_id) = items(&t).await.remove(1);
