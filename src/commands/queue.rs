@@ -34,6 +34,7 @@ async fn dispatch(store: &Store, command: QueueCommand) -> anyhow::Result<(Strin
     match command {
         QueueCommand::List(args) => {
             let queues = client.run_queues(entity).await?;
+            let agents = client.launch_agents(entity).await?;
             let mut text = String::new();
             if queues.is_empty() {
                 writeln!(
@@ -53,7 +54,29 @@ async fn dispatch(store: &Store, command: QueueCommand) -> anyhow::Result<(Strin
                 )?;
                 rows.push(json!({"id": queue.id, "name": queue.name, "waiting": waiting, "items": items.len()}));
             }
-            Ok((text, Value::Array(rows), args.json))
+            match &agents {
+                Some(agents) if !agents.is_empty() => {
+                    writeln!(text, "agents:")?;
+                    for agent in agents {
+                        let seen = age(&agent.heartbeat_at).unwrap_or_else(|| "?".into());
+                        writeln!(
+                            text,
+                            "  {:<20} {:<8} on {}, last heard {seen} ago ({})",
+                            agent.name,
+                            agent.status,
+                            agent.hostname,
+                            agent.version.as_deref().unwrap_or("unknown version")
+                        )?;
+                    }
+                }
+                Some(_) => writeln!(
+                    text,
+                    "no agent has registered yet: start one with `mlwf agent --queue NAME`"
+                )?,
+                None => {}
+            }
+            let value = json!({"queues": rows, "agents": agents});
+            Ok((text, value, args.json))
         }
         QueueCommand::Create(args) => {
             if !RESOURCES.contains(&args.resource.as_str()) {

@@ -111,6 +111,19 @@ pub struct ItemReport {
     pub file_paths: Vec<String>,
 }
 
+/// A launch agent as mlwf's server lists them (`GET /mlwf/v1/launch-agents/…`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentInfo {
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    /// `POLLING`, `RUNNING` or `KILLED`.
+    pub status: String,
+    pub heartbeat_at: String,
+    pub version: Option<String>,
+}
+
 /// A popped item: its id and the spec as pushed (merged with the queue's defaults).
 #[derive(Debug, Clone)]
 pub struct PoppedItem {
@@ -587,6 +600,19 @@ impl Client {
             .get_bytes("run queue item details", &url)
             .await
         {
+            Ok(body) => Ok(serde_json::from_slice(&body).ok()),
+            Err(Error::Http { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The entity's launch agents, newest heartbeat first, where the server lists them (mlwf's
+    /// does; W&B's GraphQL reads agents only by id, so there it is `None`).
+    pub async fn launch_agents(&self, entity: &str) -> Result<Option<Vec<AgentInfo>>> {
+        let url =
+            self.transport()
+                .endpoint(&["mlwf", "v1", "launch-agents", entity, QUEUE_PROJECT]);
+        match self.transport().get_bytes("launch agents", &url).await {
             Ok(body) => Ok(serde_json::from_slice(&body).ok()),
             Err(Error::Http { status: 404, .. }) => Ok(None),
             Err(err) => Err(err),

@@ -61,6 +61,13 @@ async fn launch_then_agent_trains_the_branch_on_the_embedded_store() {
     let items: Value = serde_json::from_slice(&items.stdout).unwrap();
     assert_eq!(items[0]["state"], "CLAIMED");
     assert_eq!(items[0]["run"], run["id"]);
+    // The agent said when it stopped, which the official agent never does.
+    let listed = output(&mut embedded(&["queue", "list", "--json"])).await;
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed["queues"][0]["name"], QUEUE);
+    assert_eq!(listed["agents"][0]["status"], "KILLED", "{listed}");
+    assert!(listed["agents"][0]["version"].as_str().unwrap().starts_with("mlwf@"));
+
     // Two terminals on one store: `--wait` follows the item while an agent runs it.
     let mut waiting = launch.clone();
     waiting.push("--wait");

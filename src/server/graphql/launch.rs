@@ -16,7 +16,7 @@ use crate::server::store::{
 
 const QUEUE_KIND: &str = "RunQueue";
 pub(crate) const ITEM_KIND: &str = "RunQueueItem";
-const AGENT_KIND: &str = "LaunchAgent";
+pub(crate) const AGENT_KIND: &str = "LaunchAgent";
 const CONFIG_KIND: &str = "DefaultResourceConfig";
 
 fn decode(kind: &str, id: &str) -> Result<i64, FieldError> {

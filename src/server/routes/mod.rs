@@ -43,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/mlwf/v1/run-queue-items/{item}", get(launch::item_details))
         .route(
+            "/mlwf/v1/launch-agents/{entity}/{project}",
+            get(launch::agents),
+        )
+        .route(
             "/artifactsV2/{region}/{entity}/{project}/{collection}/{*rest}",
             get(storage::artifact_v2_download),
         )

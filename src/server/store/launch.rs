@@ -527,6 +527,7 @@ pub struct AgentRow {
     pub run_queues: Vec<String>,
     pub status: String,
     pub heartbeat_at: String,
+    pub version: Option<String>,
 }
 
 pub struct NewAgent<'a> {
@@ -565,24 +566,39 @@ pub fn update_agent(conn: &Connection, agent_id: i64, status: Option<&str>) -> S
     )? == 1)
 }
 
+const AGENT_COLUMNS: &str =
+    "id, name, hostname, run_queues, status, heartbeat_at, version FROM launch_agents";
+
+fn agent_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<AgentRow> {
+    let queues: String = row.get(3)?;
+    Ok(AgentRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        hostname: row.get(2)?,
+        run_queues: serde_json::from_str(&queues).unwrap_or_default(),
+        status: row.get(4)?,
+        heartbeat_at: row.get(5)?,
+        version: row.get(6)?,
+    })
+}
+
 pub fn agent(conn: &Connection, agent_id: i64) -> StoreResult<Option<AgentRow>> {
     Ok(conn
         .query_row(
-            "SELECT id, name, hostname, run_queues, status, heartbeat_at FROM launch_agents WHERE id = ?1",
+            &format!("SELECT {AGENT_COLUMNS} WHERE id = ?1"),
             [agent_id],
-            |row| {
-                let queues: String = row.get(3)?;
-                Ok(AgentRow {
-                    id: row.get(0)?,
-                    name: row.get(1)?,
-                    hostname: row.get(2)?,
-                    run_queues: serde_json::from_str(&queues).unwrap_or_default(),
-                    status: row.get(4)?,
-                    heartbeat_at: row.get(5)?,
-                })
-            },
+            agent_from_row,
         )
         .optional()?)
+}
+
+/// The agents registered in a project, most recently heard from first.
+pub fn agents(conn: &Connection, project_id: i64, limit: i64) -> StoreResult<Vec<AgentRow>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {AGENT_COLUMNS} WHERE project_id = ?1 ORDER BY heartbeat_at DESC, id DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map((project_id, limit), agent_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 #[cfg(test)]
