@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::scratch_server;
 use crate::server::RunningServer;
-use crate::testkit::launch::{fake_ssh, fake_ssh_env, log_job};
+use crate::testkit::launch::{fake_ssh, fake_ssh_env, log_job, HandMadeJob};
 use crate::testkit::sdk::official_sdk_command;
 use crate::wandb::launch::{ItemInfo, LaunchSpec, FAILED};
 use crate::wandb::{ApiKey, Client, Settings};
@@ -71,15 +71,14 @@ async fn measure_all(
         .create_run_queue(ENTITY, QUEUE, "local-process", json!({}))
         .await?;
     let (remote, commit, fakessh) = repository(scratch)?;
-    let job = log_job(
-        &client,
-        "job-bench",
-        &remote,
-        &commit,
-        &["python3", "job.py"],
-        &scratch.join("job"),
-    )
-    .await?;
+    let job = HandMadeJob {
+        name: "job-bench",
+        remote: &remote,
+        commit: &commit,
+        entrypoint: &["python3", "job.py"],
+        requirements: "",
+    };
+    let job = log_job(&client, &job, &scratch.join("job")).await?;
     let bench = Bench {
         client,
         server,

@@ -32,21 +32,35 @@ pub fn fake_ssh_env(fakessh: &Path) -> [(&'static str, String); 2] {
     ]
 }
 
-/// Logs a git job `name` at `commit` of `remote` from a run of the client's entity and project,
-/// with the two files the official agent needs; returns `entity/project/name:vN`.
+/// A job to log by hand: a git job at `commit` of `remote`.
+pub struct HandMadeJob<'a> {
+    pub name: &'a str,
+    pub remote: &'a str,
+    pub commit: &'a str,
+    pub entrypoint: &'a [&'a str],
+    /// The `requirements.frozen.txt`, empty for none.
+    pub requirements: &'a str,
+}
+
+/// Logs `job` from a run of the client's entity and project, with the two files the official
+/// agent needs, written in `files`; returns `entity/project/name:vN`.
 pub async fn log_job(
     client: &Client,
-    name: &str,
-    remote: &str,
-    commit: &str,
-    entrypoint: &[&str],
+    job: &HandMadeJob<'_>,
     files: &Path,
 ) -> anyhow::Result<String> {
+    let HandMadeJob {
+        name,
+        remote,
+        commit,
+        entrypoint,
+        requirements,
+    } = *job;
     let entrypoint = entrypoint.iter().map(|s| (*s).to_owned()).collect();
     let job = JobFile::git(remote, commit, entrypoint, &Map::new());
     std::fs::create_dir_all(files)?;
     std::fs::write(files.join(JOB_FILE), serde_json::to_vec(&job)?)?;
-    std::fs::write(files.join(REQUIREMENTS_FILE), "")?;
+    std::fs::write(files.join(REQUIREMENTS_FILE), requirements)?;
     let run = client
         .start_run(RunSpec {
             job_type: Some("cli_create_job".into()),

@@ -66,7 +66,10 @@ async fn launch_then_agent_trains_the_branch_on_the_embedded_store() {
     let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
     assert_eq!(listed["queues"][0]["name"], QUEUE);
     assert_eq!(listed["agents"][0]["status"], "KILLED", "{listed}");
-    assert!(listed["agents"][0]["version"].as_str().unwrap().starts_with("mlwf@"));
+    assert!(listed["agents"][0]["version"]
+        .as_str()
+        .unwrap()
+        .starts_with("mlwf@"));
 
     // Two terminals on one store: `--wait` follows the item while an agent runs it.
     let mut waiting = launch.clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use mlwf::testkit::launch::log_job;
+use mlwf::testkit::launch::{log_job, HandMadeJob};
 use mlwf::testkit::sdk::official_sdk_command;
 use mlwf::wandb::launch::LaunchSpec;
 use serde_json::{json, Value};
@@ -187,16 +187,16 @@ async fn items_pushed_by_the_official_cli_run_on_mlwf_agent() {
         "{}/x.git",
         closed_port_url().await.replace("http://", "https://")
     );
-    let bad_remote = log_job(
-        &t.client,
-        "job-bad-remote",
-        &unreachable,
-        "0123456789abcdef0123456789abcdef01234567",
-        &["python", "train.py"],
-        &t.path("hand-made"),
-    )
-    .await
-    .unwrap();
+    let job = HandMadeJob {
+        name: "job-bad-remote",
+        remote: &unreachable,
+        commit: "0123456789abcdef0123456789abcdef01234567",
+        entrypoint: &["python", "train.py"],
+        requirements: "",
+    };
+    let bad_remote = log_job(&t.client, &job, &t.path("hand-made"))
+        .await
+        .unwrap();
     let no_init = LaunchSpec::from_value(json!({
         "job": format!("{ENTITY}/{PROJECT}/job-git:latest"), "entity": ENTITY, "project": PROJECT,
         "overrides": {"entry_point": ["python", "-c", "print('no init here')"]}}))

@@ -5,6 +5,7 @@
 //! Remotes the official tools accept are `git@localhost:<path>` with a fake `ssh` that runs
 //! git's upload-pack locally (`shared/reference/wandb-launch-observed.md` F3): no network.
 
+mod builds;
 mod embedded;
 mod faults;
 mod interop;
@@ -49,7 +50,9 @@ impl Repos {
         git(&work, &["commit", "-q", "-m", "main"]);
         git(&work, &["checkout", "-q", "-b", "feat-x"]);
         for (name, text) in files {
-            std::fs::write(work.join(name), text).unwrap();
+            let path = work.join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
         }
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "--allow-empty", "-m", "feat-x"]);

@@ -10,7 +10,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use mlwf::testkit::launch::log_job;
+use mlwf::testkit::launch::{log_job, HandMadeJob};
 use mlwf::wandb::launch::LaunchSpec;
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
@@ -137,16 +137,14 @@ async fn a_private_repository_clones_with_a_token_that_appears_nowhere() {
         dump.display()
     );
     let files = t.path("private-job");
-    let job = log_job(
-        &t.client,
-        "job-private",
-        &remote,
-        &repos.feat_x,
-        &["sh", "-c", &script],
-        &files,
-    )
-    .await
-    .unwrap();
+    let job = HandMadeJob {
+        name: "job-private",
+        remote: &remote,
+        commit: &repos.feat_x,
+        entrypoint: &["sh", "-c", &script],
+        requirements: "",
+    };
+    let job = log_job(&t.client, &job, &files).await.unwrap();
     let spec =
         LaunchSpec::from_value(json!({"job": job, "entity": ENTITY, "project": PROJECT})).unwrap();
     t.client
