@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::env::JobEnv;
 use super::process::{JobProcess, Launch};
-use super::slots::{JobSlot, Slots};
+use super::slots::{GpuLease, JobSlot, Slots};
 use super::workspace::{build_mlwf, builds_mlwf, GitAccess, Workdir};
 use crate::experiment::keys;
 use crate::secrets::Redactor;
@@ -136,8 +136,29 @@ enum Exit {
     Shutdown,
 }
 
-impl Attempt<'_> {
+/// A job whose process runs, and what it holds while it does.
+struct Started<'a> {
+    process: JobProcess,
+    argv: Vec<String>,
+    entity: &'a str,
+    project: &'a str,
+    /// Freed when the job is done with, whichever way it ends.
+    _gpus: GpuLease,
+}
+
+impl<'a> Attempt<'a> {
     async fn run(&self, mut shutdown: watch::Receiver<bool>) -> Result<Ended, Failure> {
+        let mut started = self.start().await?;
+        let (why, status) = self.watch(&mut started, &mut shutdown).await;
+        let status = status
+            .context("waiting for the job")
+            .map_err(at(Stage::Run))?;
+        self.settle(&started, why, status).await
+    }
+
+    /// Everything up to a running process: the job, its GPUs, its checkout, what it needs
+    /// built, its environment.
+    async fn start(&self) -> Result<Started<'a>, Failure> {
         let ctx = self.ctx;
         let spec = &self.item.spec;
         let entity = spec.entity.as_deref().unwrap_or(&ctx.entity);
@@ -156,19 +177,14 @@ impl Attempt<'_> {
                 job.source_type
             ))
         })?;
-        let gpus = Slots::gpus(
-            &ctx.slots,
-            if ctx.slots.gpu_count() > 0 {
-                spec.gpus()
-            } else {
-                0
-            },
-        )
-        .await
-        .map_err(|have| {
+        let wanted = if ctx.slots.gpu_count() > 0 {
+            spec.gpus()
+        } else {
+            0
+        };
+        let gpus = ctx.slots.gpus(wanted).await.map_err(|have| {
             at(Stage::Agent)(anyhow!(
-                "the job asks for {} GPUs; this agent has {have}",
-                spec.gpus()
+                "the job asks for {wanted} GPUs; this agent has {have}"
             ))
         })?;
         let branch = spec
@@ -229,7 +245,7 @@ impl Attempt<'_> {
             pass_env: &ctx.pass_env,
         }
         .build(std::env::vars_os());
-        let mut process = JobProcess::start(Launch {
+        let process = JobProcess::start(Launch {
             program: &program,
             args: &argv[1..],
             cwd: &checkout,
@@ -245,12 +261,28 @@ impl Attempt<'_> {
             argv.join(" "),
             git.commit
         );
+        Ok(Started {
+            process,
+            argv,
+            entity,
+            project,
+            _gpus: gpus,
+        })
+    }
 
+    /// Waits for the job to end, stopping it on a Stop from the UI or the agent's shutdown.
+    async fn watch(
+        &self,
+        started: &mut Started<'_>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> (Exit, std::io::Result<std::process::ExitStatus>) {
+        let ctx = self.ctx;
+        let (entity, project) = (started.entity, started.project);
         let mut poll = tokio::time::interval(ctx.stop_poll);
         poll.tick().await;
         let why = loop {
             tokio::select! {
-                status = process.wait() => break Ok((Exit::Own, status)),
+                status = started.process.wait() => break Ok((Exit::Own, status)),
                 _ = poll.tick() => {
                     let stop = ctx.client.run_stop_requested(entity, project, self.run_id).await;
                     if stop.unwrap_or(false) {
@@ -258,42 +290,32 @@ impl Attempt<'_> {
                         break Err(Exit::StoppedFromUi);
                     }
                 }
-                _ = stopping(&mut shutdown) => break Err(Exit::Shutdown),
+                _ = stopping(shutdown) => break Err(Exit::Shutdown),
             }
         };
-        let (why, status) = match why {
+        match why {
             Ok(exited) => exited,
-            Err(why) => (why, process.stop(ctx.grace).await),
-        };
-        let status = status
-            .context("waiting for the job")
-            .map_err(at(Stage::Run))?;
-        let run = ctx
+            Err(why) => (why, started.process.stop(ctx.grace).await),
+        }
+    }
+
+    /// What the ended job means for its item and its run.
+    async fn settle(
+        &self,
+        started: &Started<'_>,
+        why: Exit,
+        status: std::process::ExitStatus,
+    ) -> Result<Ended, Failure> {
+        let (entity, project) = (started.entity, started.project);
+        let run = self
+            .ctx
             .client
             .run(entity, project, self.run_id)
             .await
             .ok()
             .flatten();
         match why {
-            Exit::Shutdown => {
-                let mut spec = spec.clone();
-                spec.run_id = Some(self.run_id.to_owned());
-                spec.resume_count += 1;
-                if self.resumable(&argv, entity, project).await {
-                    let from = format!(
-                        "artifact:{entity}/{project}/{}:latest",
-                        keys::checkpoint_artifact(self.run_id)
-                    );
-                    spec.overrides
-                        .run_config
-                        .insert("run.resume_from".into(), json!(from));
-                }
-                return Ok(Ended::Preempted(Box::new(Requeue {
-                    queue: self.queue.to_owned(),
-                    item: self.item.id.clone(),
-                    spec,
-                })));
-            }
+            Exit::Shutdown => return Ok(Ended::Preempted(Box::new(self.requeue(started).await))),
             Exit::StoppedFromUi => {
                 self.settle_run(run.as_ref()).await;
                 return Ok(Ended::Ran);
@@ -306,7 +328,7 @@ impl Attempt<'_> {
                     "the job exited successfully but never started its W&B run {} (does the \
                      entrypoint call wandb.init, or run `mlwf train`?); its last output:\n{}",
                     self.run_id,
-                    process.tail()
+                    started.process.tail()
                 )));
             }
             return Ok(Ended::Ran);
@@ -315,9 +337,31 @@ impl Attempt<'_> {
         Err(at(Stage::Run)(anyhow!(
             "the job {} ({}); its last output:\n{}",
             describe_exit(&status),
-            argv.join(" "),
-            process.tail()
+            started.argv.join(" "),
+            started.process.tail()
         )))
+    }
+
+    /// The item again, to resume the same run: from its latest checkpoint when it has one.
+    async fn requeue(&self, started: &Started<'_>) -> Requeue {
+        let (entity, project) = (started.entity, started.project);
+        let mut spec = self.item.spec.clone();
+        spec.run_id = Some(self.run_id.to_owned());
+        spec.resume_count += 1;
+        if self.resumable(&started.argv, entity, project).await {
+            let from = format!(
+                "artifact:{entity}/{project}/{}:latest",
+                keys::checkpoint_artifact(self.run_id)
+            );
+            spec.overrides
+                .run_config
+                .insert("run.resume_from".into(), json!(from));
+        }
+        Requeue {
+            queue: self.queue.to_owned(),
+            item: self.item.id.clone(),
+            spec,
+        }
     }
 
     /// Downloads the job artifact (every file checked against the manifest's MD5) and reads
