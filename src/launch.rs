@@ -15,7 +15,7 @@ use crate::wandb::launch::{
     ItemDetails, JobFile, LaunchSpec, Overrides, CLAIMED, FAILED, JOB_FILE, JOB_TYPE,
     REQUIREMENTS_FILE,
 };
-use crate::wandb::{random_id, ArtifactSpec, RunSpec, RunState, RUN_ID_LEN};
+use crate::wandb::{random_id, safe_artifact_name, ArtifactSpec, RunSpec, RunState, RUN_ID_LEN};
 
 /// The remote an experiment branch is pushed to.
 const REMOTE: &str = "origin";
@@ -252,25 +252,13 @@ fn job_name(remote: &str) -> String {
         .trim_end_matches(".git");
     format!(
         "job-{}",
-        sanitize(if base.is_empty() { "repo" } else { base })
+        safe_artifact_name(if base.is_empty() { "repo" } else { base })
     )
 }
 
 /// A branch as an artifact alias: aliases cannot hold `/` or `:`.
 pub fn branch_alias(branch: &str) -> String {
-    sanitize(branch)
-}
-
-fn sanitize(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    safe_artifact_name(branch)
 }
 
 /// How a followed item ended.

@@ -13,7 +13,10 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
+use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
+
 use super::scratch_server;
+use crate::git::Repo;
 use crate::server::RunningServer;
 use crate::testkit::launch::{fake_ssh, fake_ssh_env, log_job, HandMadeJob};
 use crate::testkit::sdk::official_sdk_command;
@@ -104,31 +107,16 @@ fn repository(scratch: &Path) -> anyhow::Result<(String, String, PathBuf)> {
     let bare = scratch.join("repo.git");
     let work = scratch.join("work");
     std::fs::create_dir_all(&work)?;
-    let git = |dir: &Path, args: &[&str]| -> anyhow::Result<String> {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=bench", "-c", "user.email=bench@localhost"])
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .context("running git")?;
-        if !out.status.success() {
-            bail!("git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    };
-    git(
-        scratch,
-        &["init", "-q", "--bare", bare.to_str().context("path")?],
-    )?;
-    git(&work, &["init", "-q", "-b", "main"])?;
+    let bare_path = bare.to_str().context("a scratch path that is not UTF-8")?;
+    let identity = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"];
+    Repo::at(scratch).git(["init", "-q", "--bare", bare_path])?;
+    let repo = Repo::at(&work);
+    repo.git(["init", "-q", "-b", "main"])?;
     std::fs::write(work.join("job.py"), JOB_PY)?;
-    git(&work, &["add", "-A"])?;
-    git(&work, &["commit", "-q", "-m", "bench"])?;
-    git(
-        &work,
-        &["push", "-q", bare.to_str().context("path")?, "main"],
-    )?;
-    let commit = git(&work, &["rev-parse", "HEAD"])?;
+    repo.git(["add", "-A"])?;
+    repo.git([&identity[..], &["commit", "-q", "-m", "bench"]].concat())?;
+    repo.git(["push", "-q", bare_path, "main"])?;
+    let commit = repo.commit_of("HEAD")?;
     Ok((
         format!("git@localhost:{}", bare.display()),
         commit,
@@ -309,46 +297,31 @@ async fn stop(child: &mut Child) {
     }
 }
 
-/// Resident memory of `root` and every descendant, from `/proc`.
+/// Resident memory of `root` and every descendant.
 fn tree_rss_kib(root: u32) -> anyhow::Result<u64> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    for entry in std::fs::read_dir("/proc").context("reading /proc (Linux only)")? {
-        let name = entry?.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // The command name may hold spaces; the fields after its closing parenthesis do not.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            parents.push((pid, ppid));
-        }
-    }
-    let mut tree = vec![root];
+    let mut system = System::new().map_err(|err| anyhow::anyhow!("reading processes: {err}"))?;
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    let processes = system.processes();
+    let mut tree = vec![Pid::from_u32(root)];
     let mut index = 0;
     while index < tree.len() {
         let parent = tree[index];
         tree.extend(
-            parents
+            processes
                 .iter()
-                .filter(|(_, p)| *p == parent)
-                .map(|(c, _)| *c),
+                // Threads are listed too, sharing their process's memory: processes only.
+                .filter(|(_, p)| p.thread_kind().is_none() && p.parent() == Some(parent))
+                .map(|(pid, _)| *pid),
         );
         index += 1;
     }
-    Ok(tree.into_iter().map(rss_kib).sum())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    Ok(tree
+        .iter()
+        .filter_map(|pid| processes.get(pid))
+        .map(|p| p.memory() / 1024)
+        .sum())
 }

@@ -28,7 +28,7 @@ use crate::train::tracking::f32_json;
 use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
 use crate::train::tracking::sysmetrics::{self, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;
-use crate::wandb::{ArtifactSpec, Row, Run, RunSpec};
+use crate::wandb::{safe_artifact_name, ArtifactSpec, Row, Run, RunSpec};
 
 /// What one training run needs, resolved by `commands/train.rs`.
 #[derive(Debug, Clone)]
@@ -250,20 +250,9 @@ impl Setup<'_> {
     }
 }
 
-/// `synthetic-addition:3` → `dataset-synthetic-addition-3`; artifact names allow only
-/// alphanumerics, `-`, `_` and `.`.
+/// `synthetic-addition:3` → `dataset-synthetic-addition-3`.
 fn dataset_artifact_name(name: &str) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("dataset-{}", safe.trim_matches('-'))
+    format!("dataset-{}", safe_artifact_name(name).trim_matches('-'))
 }
 
 /// A training run in progress on backend `B`.

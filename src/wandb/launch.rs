@@ -592,27 +592,27 @@ impl Client {
     /// The age and failure of an item, where the server keeps them (mlwf's does; W&B's GraphQL
     /// has no such field, so there it is `None`).
     pub async fn item_details(&self, item: &str) -> Result<Option<ItemDetails>> {
-        let url = self
-            .transport()
-            .endpoint(&["mlwf", "v1", "run-queue-items", item]);
-        match self
-            .transport()
-            .get_bytes("run queue item details", &url)
+        self.mlwf_read("run queue item details", &["run-queue-items", item])
             .await
-        {
-            Ok(body) => Ok(serde_json::from_slice(&body).ok()),
-            Err(Error::Http { status: 404, .. }) => Ok(None),
-            Err(err) => Err(err),
-        }
     }
 
     /// The entity's launch agents, newest heartbeat first, where the server lists them (mlwf's
     /// does; W&B's GraphQL reads agents only by id, so there it is `None`).
     pub async fn launch_agents(&self, entity: &str) -> Result<Option<Vec<AgentInfo>>> {
-        let url =
-            self.transport()
-                .endpoint(&["mlwf", "v1", "launch-agents", entity, QUEUE_PROJECT]);
-        match self.transport().get_bytes("launch agents", &url).await {
+        self.mlwf_read("launch agents", &["launch-agents", entity, QUEUE_PROJECT])
+            .await
+    }
+
+    /// `GET /mlwf/v1/<segments>`, a read only mlwf's server answers: `None` from a server that
+    /// has no such route (W&B) or an answer of another shape.
+    async fn mlwf_read<T: for<'de> Deserialize<'de>>(
+        &self,
+        op: &str,
+        segments: &[&str],
+    ) -> Result<Option<T>> {
+        let path: Vec<&str> = ["mlwf", "v1"].iter().chain(segments).copied().collect();
+        let url = self.transport().endpoint(&path);
+        match self.transport().get_bytes(op, &url).await {
             Ok(body) => Ok(serde_json::from_slice(&body).ok()),
             Err(Error::Http { status: 404, .. }) => Ok(None),
             Err(err) => Err(err),

@@ -26,8 +26,8 @@ mod transport;
 
 pub use alerts::{AlertLevel, DEFAULT_ALERT_WAIT};
 pub use artifacts::{
-    ArtifactFile, ArtifactInfo, ArtifactRef, ArtifactSpec, DownloadedArtifact, LoggedArtifact,
-    Manifest, ManifestEntry,
+    safe_artifact_name, ArtifactFile, ArtifactInfo, ArtifactRef, ArtifactSpec, DownloadedArtifact,
+    LoggedArtifact, Manifest, ManifestEntry,
 };
 pub use client::{Client, Viewer};
 pub use error::{Error, Result};

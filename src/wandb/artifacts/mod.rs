@@ -297,6 +297,20 @@ struct Named {
 }
 
 /// Base64 MD5 and size of a file, read in chunks.
+/// `text` in the characters W&B allows in artifact names and aliases (alphanumerics, `-`, `_`,
+/// `.`); anything else becomes `-`.
+pub fn safe_artifact_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
 fn md5_file(path: &Path) -> std::io::Result<(String, u64)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Md5::new();
