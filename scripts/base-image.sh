@@ -4,10 +4,12 @@
 # named after a hash of its suite, mirror and package list, so a second run with the same list
 # only finds it (seconds); a changed list makes a new one.
 #
-#   scripts/base-image.sh [minimal|python]     prints the image name, e.g. mlwf-test-base:minimal-3f2a…
+#   scripts/base-image.sh [minimal|python|docker-cli]   prints the image name, e.g. mlwf-test-base:minimal-3f2a…
 #
 # minimal: git, ssh client, CA certificates, tini (what the agent image needs at run time);
-# python: the same plus python3 with venv and pip (for jobs that run the official wandb SDK).
+# python: the same plus python3 with venv and pip (for jobs that run the official wandb SDK);
+# docker-cli: only this machine's docker client at /usr/local/bin/docker, for the agent image's
+# DOCKER_CLI stage (the production build copies it from the public docker:cli image).
 # Exit 3 says what is missing (no Docker engine, no debootstrap); progress goes to stderr.
 set -euo pipefail
 
@@ -18,6 +20,7 @@ common=ca-certificates,git,openssh-client,tini
 case "$kind" in
     minimal) packages=$common ;;
     python) packages=$common,python3,python3-venv,python3-pip ;;
+    docker-cli) ;;
     *)
         echo "base-image.sh: unknown kind '$kind' (minimal or python)" >&2
         exit 2
@@ -30,6 +33,19 @@ missing() {
 }
 command -v docker >/dev/null || missing "docker is not installed"
 docker info >/dev/null 2>&1 || missing "no Docker engine answers (is dockerd running, and may this user use it?)"
+
+if [ "$kind" = docker-cli ]; then
+    client=$(readlink -f "$(command -v docker)")
+    image="mlwf-test-base:docker-cli-$(sha256sum "$client" | cut -c1-12)"
+    if ! docker image inspect "$image" >/dev/null 2>&1; then
+        root=$(mktemp -d)
+        trap 'rm -rf "$root"' EXIT
+        install -D -m 0755 "$client" "$root/usr/local/bin/docker"
+        tar -C "$root" -c . | docker import - "$image" >&2
+    fi
+    echo "$image"
+    exit 0
+fi
 command -v debootstrap >/dev/null || missing "debootstrap is missing (apt-get install debootstrap)"
 
 tag=$(printf '%s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-12)

@@ -13,6 +13,8 @@ use crate::experiment::verdict::Direction;
 #[command(
     name = "mlwf",
     version,
+    // `docker run mlwf-agent --version` reaches `mlwf agent --version`.
+    propagate_version = true,
     about = "Run the ML experiment loop on W&B and GitHub"
 )]
 pub struct Cli {
@@ -140,6 +142,20 @@ pub struct AgentArgs {
     /// A variable of the agent that jobs may see although the agent withholds it (repeatable).
     #[arg(long = "pass-env", value_name = "NAME")]
     pub pass_env: Vec<String>,
+    /// The docker client that runs `local-container` jobs [env: MLWF_DOCKER] [default: docker].
+    #[arg(long)]
+    pub docker: Option<PathBuf>,
+    /// The image of `local-container` jobs that name none (no `docker.docker_image`, no
+    /// `builder.base_image` in the queue config).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// A docker flag queues may set beyond the official agent's allow-list, e.g. `volume` or
+    /// `network` (repeatable).
+    #[arg(long = "docker-flag", value_name = "NAME")]
+    pub docker_flags: Vec<String>,
+    /// Exit 0 if the agent using --workdir is polling (a container HEALTHCHECK), else 1.
+    #[arg(long)]
+    pub healthcheck: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,9 +213,15 @@ pub struct ServerArgs {
     /// Directory holding the database and the stored files; created if missing.
     #[arg(long, default_value = ".mlwf/server")]
     pub data: PathBuf,
-    /// An API key clients may use (repeatable). Without one, a key is made, stored in the
-    /// data directory and printed at start-up.
-    #[arg(long = "api-key")]
+    /// An API key clients may use (repeatable; the variable takes a comma-separated list, and
+    /// keeps keys out of `ps`). Without one, a key is made, stored in the data directory and
+    /// printed at start-up.
+    #[arg(
+        long = "api-key",
+        env = "MLWF_SERVER_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_keys: Vec<String>,
     /// A running run that sends nothing (no file_stream request, no heartbeat) for this long
     /// reads as crashed: its process died without saying so.

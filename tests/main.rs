@@ -8,6 +8,7 @@ mod util;
 mod analyze;
 mod architecture;
 mod cli;
+mod containers;
 mod interop;
 mod launch;
 mod server;

@@ -42,6 +42,17 @@ const AGENT_RUN_VARS: [&str; 16] = [
     "WANDB_DOCKER",
 ];
 
+/// Whether a job may see the agent's variable `name`: not a credential of the agent's nor a
+/// setting of its own run, unless `--pass-env` names it.
+pub fn inheritable(name: &str, pass_env: &[String]) -> bool {
+    let withheld = WITHHELD.contains(&name)
+        || AGENT_RUN_VARS.contains(&name)
+        || name == "WANDB_API_KEY"
+        || name.starts_with("WANDB_CONFIG")
+        || name.starts_with("WANDB_LAUNCH");
+    !withheld || pass_env.iter().any(|p| p == name)
+}
+
 /// What the job's environment is made of.
 pub struct JobEnv<'a> {
     pub spec: &'a LaunchSpec,
@@ -68,17 +79,9 @@ impl JobEnv<'_> {
         &self,
         inherited: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Vec<(OsString, OsString)> {
-        let passed = |name: &str| self.pass_env.iter().any(|p| p == name);
         let mut env: Vec<(OsString, OsString)> = inherited
             .into_iter()
-            .filter(|(name, _)| {
-                let name = name.to_string_lossy();
-                let withheld = WITHHELD.contains(&name.as_ref())
-                    || AGENT_RUN_VARS.contains(&name.as_ref())
-                    || name.starts_with("WANDB_CONFIG")
-                    || name.starts_with("WANDB_LAUNCH");
-                !withheld || passed(&name)
-            })
+            .filter(|(name, _)| inheritable(&name.to_string_lossy(), self.pass_env))
             .collect();
         let mut set = |name: &str, value: String| {
             env.retain(|(n, _)| n != name);

@@ -1,8 +1,10 @@
 //! One queue item, from ack to settled: fetch the job, check out its commit, build what it
-//! needs, run its entrypoint with the official environment, watch for a stop, and report.
-//! Every error fails the item with the stage it happened in and a message a user can act on.
+//! needs, run its entrypoint with the official environment (as a process of the agent's, or in
+//! its own container), watch for a stop, and report. Every error fails the item with the stage
+//! it happened in and a message a user can act on.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,10 +12,13 @@ use anyhow::{anyhow, Context};
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::env::JobEnv;
+use super::container::{
+    self, container_name, label, Container, ContainerRun, ContainerSettings, ItemRecord, QueueFlags,
+};
+use super::env::{inheritable, JobEnv};
 use super::process::{JobProcess, Launch};
 use super::slots::{GpuLease, JobSlot, Slots};
-use super::workspace::{build_mlwf, builds_mlwf, GitAccess, Workdir};
+use super::workspace::{build_mlwf, builds_mlwf, is_loopback, GitAccess, Workdir};
 use crate::experiment::keys;
 use crate::secrets::Redactor;
 use crate::wandb::launch::{JobFile, LaunchSpec, PoppedItem, Stage, JOB_FILE, REQUIREMENTS_FILE};
@@ -34,6 +39,9 @@ pub struct JobContext {
     pub pass_env: Vec<String>,
     /// Masks the agent's API key and git token in everything it prints or reports.
     pub redactor: Redactor,
+    pub containers: ContainerSettings,
+    /// This agent's id on the containers it starts (see [`super::owner`]).
+    pub owner: String,
 }
 
 /// How an item ended for the agent.
@@ -136,9 +144,30 @@ enum Exit {
     Shutdown,
 }
 
+/// How an item's job runs.
+enum Runner {
+    Process,
+    Container(QueueFlags),
+}
+
+impl Runner {
+    fn of(spec: &LaunchSpec, containers: &ContainerSettings) -> anyhow::Result<Self> {
+        match spec.resource() {
+            "local-process" => Ok(Self::Process),
+            "local-container" => QueueFlags::parse(spec.runner_args(), &containers.extra_flags)
+                .map(Self::Container),
+            other => Err(anyhow!(
+                "the item asks for resource {other:?}: mlwf agent runs local-process and                  local-container jobs"
+            )),
+        }
+    }
+}
+
 /// A job whose process runs, and what it holds while it does.
 struct Started<'a> {
+    /// The job, or for a container job its `docker run` client.
     process: JobProcess,
+    container: Option<Container>,
     argv: Vec<String>,
     entity: &'a str,
     project: &'a str,
@@ -163,6 +192,7 @@ impl<'a> Attempt<'a> {
         let spec = &self.item.spec;
         let entity = spec.entity.as_deref().unwrap_or(&ctx.entity);
         let project = spec.project.as_deref().unwrap_or(&ctx.project);
+        let runner = Runner::of(spec, &ctx.containers).map_err(at(Stage::Agent))?;
         let job_ref = spec.job.as_deref().ok_or_else(|| {
             at(Stage::Agent)(anyhow!(
                 "the item names no job: mlwf agent runs job specs (`wandb launch --job …`, \
@@ -214,22 +244,9 @@ impl<'a> Attempt<'a> {
         if argv.is_empty() {
             return Err(at(Stage::Agent)(anyhow!("job {job_ref} has no entrypoint")));
         }
-        let program = self.program(&argv[0], &checkout, &git.remote).await?;
-        let requirements = job_dir.join(REQUIREMENTS_FILE);
-        let path_prefix = match std::fs::metadata(&requirements) {
-            Ok(meta) if meta.len() > 0 => Some(
-                ctx.workdir
-                    .venv(&requirements)
-                    .await
-                    .map_err(at(Stage::Build))?
-                    .join("bin")
-                    .into_os_string(),
-            ),
-            _ => None,
-        };
         let settings = ctx.client.settings();
         let base_url = settings.base_url.as_str().trim_end_matches('/').to_owned();
-        let env = JobEnv {
+        let mut env = JobEnv {
             spec,
             entity,
             project,
@@ -241,19 +258,46 @@ impl<'a> Attempt<'a> {
             item: &self.item.id,
             job: job_ref,
             gpus: gpus.visible_devices(),
-            path_prefix,
+            path_prefix: None,
             pass_env: &ctx.pass_env,
-        }
-        .build(std::env::vars_os());
-        let process = JobProcess::start(Launch {
-            program: &program,
-            args: &argv[1..],
-            cwd: &checkout,
-            env: &env,
-            prefix: format!("[{}] ", self.run_id),
-            redactor: ctx.redactor.clone(),
-        })
-        .map_err(at(Stage::Run))?;
+        };
+        let (process, container) = match &runner {
+            Runner::Process => {
+                let program = self.program(&argv[0], &checkout, &git.remote).await?;
+                let requirements = job_dir.join(REQUIREMENTS_FILE);
+                if std::fs::metadata(&requirements).is_ok_and(|meta| meta.len() > 0) {
+                    let venv = ctx
+                        .workdir
+                        .venv(&requirements)
+                        .await
+                        .map_err(at(Stage::Build))?;
+                    env.path_prefix = Some(venv.join("bin").into_os_string());
+                }
+                let args: Vec<OsString> = argv[1..].iter().map(OsString::from).collect();
+                let process =
+                    self.spawn(&program, &args, &checkout, &env.build(std::env::vars_os()))?;
+                (process, None)
+            }
+            Runner::Container(queue) => {
+                let record = ItemRecord {
+                    queue: self.queue.to_owned(),
+                    item: self.item.id.clone(),
+                    run_id: self.run_id.to_owned(),
+                    entity: entity.to_owned(),
+                    project: project.to_owned(),
+                    argv: argv.clone(),
+                    spec: spec.clone(),
+                };
+                let host_network = settings
+                    .base_url
+                    .host_str()
+                    .is_some_and(|host| is_loopback(host.trim_matches(['[', ']'])));
+                let (process, container) = self
+                    .start_container(&record, queue, env, &checkout, host_network)
+                    .map_err(at(Stage::Run))?;
+                (process, Some(container))
+            }
+        };
         println!(
             "mlwf agent: item {} is run {} of {entity}/{project}: {} at {:.10}",
             self.item.id,
@@ -263,6 +307,7 @@ impl<'a> Attempt<'a> {
         );
         Ok(Started {
             process,
+            container,
             argv,
             entity,
             project,
@@ -295,8 +340,105 @@ impl<'a> Attempt<'a> {
         };
         match why {
             Ok(exited) => exited,
-            Err(why) => (why, started.process.stop(ctx.grace).await),
+            Err(why) => {
+                let status = match &started.container {
+                    Some(container) => container.stop(&mut started.process, ctx.grace).await,
+                    None => started.process.stop(ctx.grace).await,
+                };
+                (why, status)
+            }
         }
+    }
+
+    fn spawn(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        cwd: &Path,
+        env: &[(OsString, OsString)],
+    ) -> Result<JobProcess, Failure> {
+        JobProcess::start(Launch {
+            program,
+            args,
+            cwd,
+            env,
+            prefix: format!("[{}] ", self.run_id),
+            redactor: self.ctx.redactor.clone(),
+        })
+        .map_err(at(Stage::Run))
+    }
+
+    /// `docker run` of the job in its image: the official variables, of the agent's own only
+    /// what `--pass-env` names, in a private env file; the item's record beside it for an agent
+    /// that restarts.
+    fn start_container(
+        &self,
+        record: &ItemRecord,
+        queue: &QueueFlags,
+        mut env: JobEnv<'_>,
+        checkout: &Path,
+        host_network: bool,
+    ) -> anyhow::Result<(JobProcess, Container)> {
+        let ctx = self.ctx;
+        let spec = &self.item.spec;
+        let image = spec
+            .docker_image()
+            .or(queue.image.as_deref())
+            .or(ctx.containers.image.as_deref())
+            .context(
+                "the job names no image (docker.docker_image, or the queue's                  builder.base_image) and the agent has no default: start it with --image",
+            )?;
+        // Inside the container the job's GPUs are its only ones: docker numbers them from 0.
+        let devices = env.gpus.take();
+        let passed =
+            std::env::vars_os().filter(|(name, _)| ctx.pass_env.iter().any(|p| name == p.as_str()));
+        let mut vars = env.build(passed);
+        for entry in &queue.env {
+            let (name, value) = match entry.split_once('=') {
+                Some((name, value)) => (name.to_owned(), OsString::from(value)),
+                // Docker's bare `-e NAME` takes the client's value: never one the agent withholds.
+                None if inheritable(entry, &ctx.pass_env) => match std::env::var_os(entry) {
+                    Some(value) => (entry.clone(), value),
+                    None => continue,
+                },
+                None => continue,
+            };
+            vars.retain(|(n, _)| *n != *name);
+            vars.push((name.into(), value));
+        }
+        let workspace = ctx.workdir.root().join("runs").join(self.workspace);
+        let env_file = workspace.join("job.env");
+        container::write_env_file(&env_file, &vars)?;
+        let recorded = serde_json::to_vec(record).context("recording the item")?;
+        std::fs::write(workspace.join(container::RECORD_FILE), recorded)
+            .context("recording the item")?;
+        let name = container_name(&self.item.id, self.run_id);
+        let labels = [
+            (label::WORKDIR, ctx.workdir.root().display().to_string()),
+            (label::OWNER, ctx.owner.clone()),
+            (label::ITEM, self.item.id.clone()),
+            (label::RUN, self.run_id.to_owned()),
+            (label::QUEUE, self.queue.to_owned()),
+            (label::WORKSPACE, self.workspace.to_owned()),
+        ];
+        let args = ContainerRun {
+            image,
+            name: &name,
+            labels: &labels,
+            env_file: &env_file,
+            checkout,
+            mirrors: &ctx.workdir.root().join("mirrors"),
+            gpus: devices.as_deref(),
+            host_network,
+            queue,
+            argv: &record.argv,
+        }
+        .args();
+        let client = container::client_env(std::env::vars_os());
+        let process = self
+            .spawn(&ctx.containers.docker, &args, &workspace, &client)
+            .map_err(|failure| failure.error)?;
+        Ok((process, Container::new(&ctx.containers, name)))
     }
 
     /// What the ended job means for its item and its run.
@@ -344,24 +486,19 @@ impl<'a> Attempt<'a> {
 
     /// The item again, to resume the same run: from its latest checkpoint when it has one.
     async fn requeue(&self, started: &Started<'_>) -> Requeue {
-        let (entity, project) = (started.entity, started.project);
-        let mut spec = self.item.spec.clone();
-        spec.run_id = Some(self.run_id.to_owned());
-        spec.resume_count += 1;
-        if self.resumable(&started.argv, entity, project).await {
-            let from = format!(
-                "artifact:{entity}/{project}/{}:latest",
-                keys::checkpoint_artifact(self.run_id)
-            );
-            spec.overrides
-                .run_config
-                .insert("run.resume_from".into(), json!(from));
-        }
-        Requeue {
-            queue: self.queue.to_owned(),
-            item: self.item.id.clone(),
-            spec,
-        }
+        requeue(
+            self.ctx,
+            &ItemRecord {
+                queue: self.queue.to_owned(),
+                item: self.item.id.clone(),
+                run_id: self.run_id.to_owned(),
+                entity: started.entity.to_owned(),
+                project: started.project.to_owned(),
+                argv: started.argv.clone(),
+                spec: self.item.spec.clone(),
+            },
+        )
+        .await
     }
 
     /// Downloads the job artifact (every file checked against the manifest's MD5) and reads
@@ -412,22 +549,6 @@ impl<'a> Attempt<'a> {
             .map_err(at(Stage::Agent))
     }
 
-    /// Whether a requeued job can resume from a checkpoint: it is the trainer and its run
-    /// logged one.
-    async fn resumable(&self, argv: &[String], entity: &str, project: &str) -> bool {
-        let trainer = argv.len() >= 2 && argv[0] == "mlwf" && argv[1] == "train";
-        if !trainer {
-            return false;
-        }
-        let reference = ArtifactRef {
-            entity: Some(entity.to_owned()),
-            project: Some(project.to_owned()),
-            name: keys::checkpoint_artifact(self.run_id),
-            alias: "latest".into(),
-        };
-        self.ctx.client.artifact(&reference).await.is_ok()
-    }
-
     /// A run still `running` after its process is gone is failed now rather than left for the
     /// server's silence timeout.
     async fn settle_run(&self, run: Option<&crate::wandb::RunInfo>) {
@@ -441,6 +562,42 @@ impl<'a> Attempt<'a> {
                 tracing::warn!(run = %run.id, "could not mark the run failed: {err}");
             }
         }
+    }
+}
+
+/// The item `record` again, to resume the same run: from its latest checkpoint when the job is
+/// the trainer and its run logged one.
+pub async fn requeue(ctx: &JobContext, record: &ItemRecord) -> Requeue {
+    let ItemRecord {
+        entity,
+        project,
+        run_id,
+        argv,
+        ..
+    } = record;
+    let mut spec = record.spec.clone();
+    spec.run_id = Some(run_id.clone());
+    spec.resume_count += 1;
+    let trainer = argv.len() >= 2 && argv[0] == "mlwf" && argv[1] == "train";
+    let checkpoint = ArtifactRef {
+        entity: Some(entity.clone()),
+        project: Some(project.clone()),
+        name: keys::checkpoint_artifact(run_id),
+        alias: "latest".into(),
+    };
+    if trainer && ctx.client.artifact(&checkpoint).await.is_ok() {
+        spec.overrides.run_config.insert(
+            "run.resume_from".into(),
+            json!(format!(
+                "artifact:{entity}/{project}/{}:latest",
+                checkpoint.name
+            )),
+        );
+    }
+    Requeue {
+        queue: record.queue.clone(),
+        item: record.item.clone(),
+        spec,
     }
 }
 

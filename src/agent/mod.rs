@@ -1,16 +1,18 @@
-//! `mlwf agent`: a W&B Launch agent with the `local-process` runner. It registers, polls its
-//! queues in turn while it has free slots, and runs each item as a job (see [`job`]). It tells
-//! the server what it is doing (POLLING, RUNNING, and KILLED when it stops, which the official
-//! agent never sends), and on SIGTERM/SIGINT it stops its jobs and puts them back in their
-//! queues so that the next agent resumes their runs.
+//! `mlwf agent`: a W&B Launch agent with the `local-process` and `local-container` runners. It
+//! registers, polls its queues in turn while it has free slots, and runs each item as a job (see
+//! [`job`]). It tells the server what it is doing (POLLING, RUNNING, and KILLED when it stops,
+//! which the official agent never sends), and on SIGTERM/SIGINT it stops its jobs and puts them
+//! back in their queues so that the next agent resumes their runs. Containers that an agent
+//! killed outright left running are stopped and requeued by the next agent on the same folder.
 
+mod container;
 mod env;
 mod job;
 mod process;
 mod slots;
 mod workspace;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+pub use container::ContainerSettings;
 pub use workspace::GitAccess;
 
 use crate::connect::Store;
@@ -35,6 +38,11 @@ const STOP_POLL: Duration = Duration::from_secs(2);
 const STOP_POLLING_CHECK: Duration = Duration::from_secs(10);
 /// What W&B's `max_jobs: -1` ("no limit") becomes.
 const UNLIMITED_JOBS: usize = 1024;
+/// How often the poll loop touches its heartbeat file, and how old the file may be before
+/// `mlwf agent --healthcheck` calls the agent stuck.
+const HEARTBEAT: Duration = Duration::from_secs(10);
+const HEARTBEAT_STALE: Duration = Duration::from_secs(90);
+const HEARTBEAT_FILE: &str = "heartbeat";
 
 /// What the agent does, resolved by the command.
 #[derive(Debug, Clone)]
@@ -49,6 +57,7 @@ pub struct AgentSettings {
     pub workdir: PathBuf,
     pub access: GitAccess,
     pub pass_env: Vec<String>,
+    pub containers: ContainerSettings,
 }
 
 /// What an agent did before it stopped.
@@ -105,18 +114,30 @@ pub async fn run(
         .token
         .as_ref()
         .map(|t| t.expose_secret().to_owned());
+    let workdir = Workdir::new(settings.workdir.clone())?;
+    let owner = Owner::claim(workdir.root())?;
     let ctx = Arc::new(JobContext {
         client: client.clone(),
         entity: entity.clone(),
         project: store.project.clone(),
-        workdir: Workdir::new(settings.workdir.clone())?,
+        workdir,
         redactor: Redactor::new(key.into_iter().chain(token)),
         access: settings.access.clone(),
         slots: Slots::new(settings.max_jobs, &settings.gpus),
         grace: settings.grace,
         stop_poll: STOP_POLL,
         pass_env: settings.pass_env.clone(),
+        containers: settings.containers.clone(),
+        owner: owner.id.clone(),
     });
+    for requeue in recover(&ctx).await {
+        push_requeue(
+            &ctx,
+            &requeue,
+            "left running by an agent that ended without stopping it",
+        )
+        .await;
+    }
     println!(
         "mlwf agent: polling {} of {entity} on the {} with up to {} job(s){}",
         settings.queues.join(", "),
@@ -168,8 +189,16 @@ impl Loop<'_> {
         let mut next_queue = 0usize;
         let mut status = AgentStatus::Polling;
         let mut last_stop_check = tokio::time::Instant::now();
+        let mut last_beat: Option<tokio::time::Instant> = None;
         client.update_launch_agent(self.agent, status).await?;
         loop {
+            if last_beat.is_none_or(|beat| beat.elapsed() >= HEARTBEAT) {
+                last_beat = Some(tokio::time::Instant::now());
+                let beat = self.ctx.workdir.root().join(HEARTBEAT_FILE);
+                if let Err(err) = std::fs::write(&beat, b"") {
+                    tracing::warn!("cannot touch {}: {err}", beat.display());
+                }
+            }
             while let Some(ended) = self.jobs.try_join_next() {
                 self.record(ended);
             }
@@ -262,34 +291,158 @@ impl Loop<'_> {
     /// Waits for stopped jobs and puts preempted items back in their queues.
     async fn finish(mut self) -> anyhow::Result<Summary> {
         self.drain().await;
-        let client = &self.ctx.client;
         for requeue in std::mem::take(&mut self.requeue) {
-            let pushed = client
-                .push_to_queue(&self.ctx.entity, &requeue.queue, &requeue.spec, None)
-                .await;
-            match pushed {
-                Ok(item) => {
-                    self.summary.requeued += 1;
-                    let note = format!(
-                        "preempted by the agent's shutdown; requeued as item {item} to resume run {}",
-                        requeue.spec.run_id.as_deref().unwrap_or("?")
-                    );
-                    println!("mlwf agent: item {}: {note}", requeue.item);
-                    let _ = client.warn_item(&requeue.item, "agent", &note).await;
-                }
-                Err(err) => {
-                    let message = format!(
-                        "preempted by the agent's shutdown, and could not be requeued: {err}"
-                    );
-                    eprintln!("mlwf agent: item {}: {message}", requeue.item);
-                    let _ = client
-                        .fail_item(&requeue.item, crate::wandb::launch::Stage::Agent, &message)
-                        .await;
-                }
+            if push_requeue(&self.ctx, &requeue, "preempted by the agent's shutdown").await {
+                self.summary.requeued += 1;
             }
         }
         Ok(self.summary)
     }
+}
+
+/// Pushes `requeue` and notes on the old item `why` and where it went; fails the old item when
+/// the push fails, so that nothing is silently lost.
+async fn push_requeue(ctx: &JobContext, requeue: &Requeue, why: &str) -> bool {
+    let client = &ctx.client;
+    let pushed = client
+        .push_to_queue(&ctx.entity, &requeue.queue, &requeue.spec, None)
+        .await;
+    match pushed {
+        Ok(item) => {
+            let note = format!(
+                "{why}; requeued as item {item} to resume run {}",
+                requeue.spec.run_id.as_deref().unwrap_or("?")
+            );
+            println!("mlwf agent: item {}: {note}", requeue.item);
+            let _ = client.warn_item(&requeue.item, "agent", &note).await;
+            true
+        }
+        Err(err) => {
+            let message = format!("{why}, and could not be requeued: {err}");
+            eprintln!("mlwf agent: item {}: {message}", requeue.item);
+            let _ = client
+                .fail_item(&requeue.item, crate::wandb::launch::Stage::Agent, &message)
+                .await;
+            false
+        }
+    }
+}
+
+/// An agent's claim on the containers it starts: an exclusive lock on `owners/<id>.lock` in
+/// its folder, held while it lives. An agent that can take another owner's lock knows that
+/// owner is gone, and that its containers are leftovers.
+struct Owner {
+    id: String,
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+impl Owner {
+    fn claim(root: &Path) -> anyhow::Result<Self> {
+        let dir = root.join("owners");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let id = crate::wandb::random_id(12);
+        let path = dir.join(format!("{id}.lock"));
+        let lock =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        lock.try_lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Self {
+            id,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// Whether the agent `id` of the folder `root` still runs.
+    fn alive(root: &Path, id: &str) -> bool {
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return false;
+        }
+        match std::fs::File::open(Self::lock_path(root, id)) {
+            Ok(lock) => lock.try_lock().is_err(),
+            Err(_) => false,
+        }
+    }
+
+    fn lock_path(root: &Path, id: &str) -> PathBuf {
+        root.join("owners").join(format!("{id}.lock"))
+    }
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Containers of this folder whose agent is gone: each is stopped and removed, and its item
+/// comes back to be requeued (resuming its run), so that it is neither orphaned nor run twice.
+async fn recover(ctx: &JobContext) -> Vec<Requeue> {
+    let root = ctx.workdir.root();
+    let leftovers = match container::leftovers(&ctx.containers, root).await {
+        Ok(Some(leftovers)) => leftovers,
+        Ok(None) => return Vec::new(),
+        Err(err) => {
+            eprintln!("mlwf agent: cannot look for containers of an earlier agent: {err:#}");
+            return Vec::new();
+        }
+    };
+    let mut requeues = Vec::new();
+    for left in leftovers {
+        if left.owner == ctx.owner || Owner::alive(root, &left.owner) {
+            continue;
+        }
+        println!(
+            "mlwf agent: container {} was left by an agent that is gone: stopping it",
+            left.name
+        );
+        let stopped = container::Container::new(&ctx.containers, left.name.clone())
+            .stop_and_remove(ctx.grace)
+            .await;
+        if let Err(err) = stopped {
+            eprintln!("mlwf agent: cannot stop container {}: {err:#}", left.name);
+            continue;
+        }
+        let plain = !left.workspace.is_empty()
+            && !left.workspace.contains(['/', '\\'])
+            && left.workspace != ".."
+            && left.workspace != ".";
+        if plain {
+            let dir = root.join("runs").join(&left.workspace);
+            let record = std::fs::read(dir.join(container::RECORD_FILE))
+                .map_err(anyhow::Error::from)
+                .and_then(|text| Ok(serde_json::from_slice::<container::ItemRecord>(&text)?));
+            match record {
+                Ok(record) => requeues.push(job::requeue(ctx, &record).await),
+                Err(err) => eprintln!(
+                    "mlwf agent: container {} has no readable item record ({err:#}); its item \
+                     is left as it is",
+                    left.name
+                ),
+            }
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        let _ = std::fs::remove_file(Owner::lock_path(root, &left.owner));
+    }
+    requeues
+}
+
+/// `mlwf agent --healthcheck`: whether the agent of folder `workdir` is polling (its heartbeat
+/// is fresh). The error says what is wrong.
+pub fn healthcheck(workdir: &Path) -> anyhow::Result<()> {
+    let beat = workdir.join(HEARTBEAT_FILE);
+    let touched = std::fs::metadata(&beat)
+        .and_then(|meta| meta.modified())
+        .with_context(|| format!("no heartbeat at {}: is the agent running?", beat.display()))?;
+    let age = touched.elapsed().unwrap_or_default();
+    if age > HEARTBEAT_STALE {
+        bail!(
+            "the agent's last heartbeat is {}s old: its poll loop is stuck",
+            age.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// The parts of a W&B launch agent config file (`launch-config.yaml`) mlwf reads.

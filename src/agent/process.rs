@@ -30,7 +30,7 @@ pub struct JobProcess {
 /// What a process was started with.
 pub struct Launch<'a> {
     pub program: &'a Path,
-    pub args: &'a [String],
+    pub args: &'a [OsString],
     pub cwd: &'a Path,
     /// The whole environment: nothing of the agent's is inherited beyond it.
     pub env: &'a [(OsString, OsString)],
@@ -178,7 +178,7 @@ mod tests {
             vec![("PATH".into(), std::env::var_os("PATH").unwrap_or_default())];
         JobProcess::start(Launch {
             program: Path::new("/bin/sh"),
-            args: &["-c".to_owned(), script.to_owned()],
+            args: &["-c".into(), script.into()],
             cwd,
             env: &path,
             prefix: "[t] ".into(),

@@ -269,8 +269,9 @@ impl Workdir {
     }
 }
 
-/// Unencrypted git is refused except to this machine, where nothing crosses a network.
-fn is_loopback(host: &str) -> bool {
+/// Whether `host` is this machine: unencrypted git is refused except to it, where nothing
+/// crosses a network.
+pub fn is_loopback(host: &str) -> bool {
     host == "localhost"
         || host
             .parse::<std::net::IpAddr>()

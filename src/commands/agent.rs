@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::{env, print, store_settings};
-use crate::agent::{self, AgentSettings, ConfigFile, GitAccess};
+use crate::agent::{self, AgentSettings, ConfigFile, ContainerSettings, GitAccess};
 use crate::cli::{AgentArgs, StoreArgs};
 use crate::connect::{self, Purpose};
 use crate::secrets::Secret;
@@ -48,6 +48,15 @@ pub async fn run(store_args: &StoreArgs, args: AgentArgs) -> anyhow::Result<Exit
         Some(dir) => dir,
         None => default_workdir()?,
     };
+    if args.healthcheck {
+        return Ok(match agent::healthcheck(&workdir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("mlwf agent: unhealthy: {err:#}");
+                ExitCode::FAILURE
+            }
+        });
+    }
     let token = env("MLWF_GIT_TOKEN")
         .or_else(|| env("GITHUB_TOKEN"))
         .map(Secret::new);
@@ -71,6 +80,15 @@ pub async fn run(store_args: &StoreArgs, args: AgentArgs) -> anyhow::Result<Exit
             ssh_key: args.ssh_key.clone(),
         },
         pass_env: args.pass_env.clone(),
+        containers: ContainerSettings {
+            docker: args
+                .docker
+                .clone()
+                .or_else(|| env("MLWF_DOCKER").map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from("docker")),
+            image: args.image.clone(),
+            extra_flags: args.docker_flags.clone(),
+        },
     };
     let store = connect::open(&store_settings(&store_args, None, env), Purpose::Training).await?;
     let stop = async {

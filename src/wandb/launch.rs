@@ -151,6 +151,9 @@ pub struct LaunchSpec {
     pub resource: Option<String>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub resource_args: Value,
+    /// `{"docker_image": …}`: the image a `local-container` job runs in.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub docker: Value,
     #[serde(default)]
     pub overrides: Overrides,
     /// How many times the item was requeued to resume its run (the official agent's key).
@@ -201,12 +204,30 @@ impl LaunchSpec {
             .map_err(|e| Error::InvalidInput(format!("the runSpec is malformed: {e}")))
     }
 
+    /// The runner the item asks for; `local-process` when it names none.
+    pub fn resource(&self) -> &str {
+        self.resource.as_deref().unwrap_or("local-process")
+    }
+
+    /// The resource args of the item's runner.
+    pub fn runner_args(&self) -> &Value {
+        self.resource_args
+            .get(self.resource())
+            .unwrap_or(&Value::Null)
+    }
+
+    /// `docker.docker_image`, when the item names an image.
+    pub fn docker_image(&self) -> Option<&str> {
+        self.docker
+            .get("docker_image")
+            .and_then(Value::as_str)
+            .filter(|image| !image.is_empty())
+    }
+
     /// How many GPUs the job asks for: `resource_args.<resource>.gpus`, else one.
     pub fn gpus(&self) -> usize {
-        let resource = self.resource.as_deref().unwrap_or("local-process");
-        self.resource_args
-            .get(resource)
-            .and_then(|args| args.get("gpus"))
+        self.runner_args()
+            .get("gpus")
             .and_then(|gpus| match gpus {
                 Value::Number(n) => n.as_u64(),
                 Value::String(s) => s.trim().parse().ok(),

@@ -142,11 +142,50 @@ pub fn agent_command(t: &Fixture, repos: &Repos, args: &[&str]) -> Command {
     command
 }
 
+/// Runs `command` to its end, for at most 180 s; a command still running then is killed and
+/// the test fails with what it had printed.
 pub async fn output(command: &mut Command) -> Output {
-    tokio::time::timeout(Duration::from_secs(180), command.output())
-        .await
-        .expect("the command finished in time")
-        .expect("the command ran")
+    use tokio::io::AsyncReadExt as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the command ran");
+    let collect = |stream: Option<Box<dyn tokio::io::AsyncRead + Unpin + Send>>| {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let buffer = buffer.clone();
+            async move {
+                let Some(mut stream) = stream else { return };
+                let mut chunk = [0u8; 8192];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    buffer.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            }
+        });
+        (buffer, task)
+    };
+    let (stdout, out_task) = collect(child.stdout.take().map(|s| Box::new(s) as _));
+    let (stderr, err_task) = collect(child.stderr.take().map(|s| Box::new(s) as _));
+    let taken = |buffer: &std::sync::Mutex<Vec<u8>>| std::mem::take(&mut *buffer.lock().unwrap());
+    match tokio::time::timeout(Duration::from_secs(180), child.wait()).await {
+        Ok(status) => {
+            let _ = (out_task.await, err_task.await);
+            Output {
+                status: status.expect("the command ran"),
+                stdout: taken(&stdout),
+                stderr: taken(&stderr),
+            }
+        }
+        Err(_) => {
+            let _ = child.kill().await;
+            panic!(
+                "the command did not finish in 180 s; it printed:\n{}\n{}",
+                String::from_utf8_lossy(&taken(&stdout)),
+                String::from_utf8_lossy(&taken(&stderr))
+            );
+        }
+    }
 }
 
 pub fn text(output: &Output) -> String {

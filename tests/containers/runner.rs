@@ -1,0 +1,301 @@
+//! The `local-container` runner of an agent on the host: each job in its own container of the
+//! agent image, with the official environment (read from inside the job), no secret on any
+//! command line, its own GPUs, a Stop from the UI that removes the container, and containers an
+//! agent killed outright left behind, stopped and requeued by the next agent.
+//!
+//! These machines have no GPU: docker goes through a wrapper that records each command and drops
+//! `--gpus` before calling the real docker, so the GPU assignment is read from the record.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use mlwf::experiment::keys;
+use mlwf::wandb::ArtifactRef;
+use serde_json::{json, Value};
+
+use super::{docker, images, labelled, Images};
+use crate::launch::{
+    agent_command, eventually, items, mlwf, output, run, text, Repos, QUEUE, QUICK_TRAIN,
+};
+use crate::util::{Fixture, ENTITY, KEY, PROJECT};
+
+/// The docker wrapper: appends its arguments to `log`, one call a line, and runs docker
+/// without `--gpus`.
+fn recording_docker(dir: &Path, log: &Path) -> PathBuf {
+    let path = dir.join("docker");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nfirst=1; skip=0\nfor arg do\n  if [ $first = 1 ]; then set --; first=0; fi\n  if [ $skip = 1 ]; then skip=0; continue; fi\n  if [ \"$arg\" = --gpus ]; then skip=1; continue; fi\n  set -- \"$@\" \"$arg\"\ndone\nexec docker \"$@\"\n",
+        log.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Removes the job containers of the fixture's agent folder, however the test ends.
+struct JobContainers(String);
+
+impl JobContainers {
+    fn of(t: &Fixture) -> Self {
+        Self(t.path("agent").display().to_string())
+    }
+}
+
+impl Drop for JobContainers {
+    fn drop(&mut self) {
+        for name in labelled("mlwf.workdir", &self.0) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "--force", &name])
+                .output();
+        }
+    }
+}
+
+async fn setup(t: &Fixture) -> Repos {
+    t.client
+        .create_run_queue(
+            ENTITY,
+            QUEUE,
+            "local-container",
+            json!({"shm-size": "256m"}),
+        )
+        .await
+        .unwrap();
+    let repos = Repos::new(&t.path("repos"), &[("NOTES.md", "idea\n")]);
+    repos.push();
+    repos
+}
+
+async fn launch(t: &Fixture, repos: &Repos, args: &[&str]) {
+    let mut all = vec!["launch", "--queue", QUEUE, "--json"];
+    all.extend_from_slice(QUICK_TRAIN);
+    all.extend_from_slice(args);
+    let out = output(mlwf(t, &repos.work, &all).envs(repos.ssh_env())).await;
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn agent(
+    t: &Fixture,
+    repos: &Repos,
+    images: &Images,
+    docker: &Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut all = vec!["--image", &images.agent, "--grace", "5s"];
+    all.extend_from_slice(args);
+    let mut command = agent_command(t, repos, &all);
+    command.env("MLWF_DOCKER", docker);
+    command
+}
+
+/// The runs of the claimed items, once `count` of them run.
+async fn running_runs(t: &Fixture, count: usize) -> Vec<String> {
+    eventually(Duration::from_secs(90), "running runs", || async {
+        let mut running = Vec::new();
+        for (_, state, id) in items(t).await {
+            let Some(id) = id.filter(|_| state == "CLAIMED") else {
+                continue;
+            };
+            if run(t, &id).await?["state"] == "running" {
+                running.push(id);
+            }
+        }
+        (running.len() == count).then_some(running)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
+    let Some(images) = images() else {
+        return;
+    };
+    let t = Fixture::start().await;
+    let _containers = JobContainers::of(&t);
+    let repos = setup(&t).await;
+    let log = t.dir.path().join("docker.log");
+    let wrapper = recording_docker(t.dir.path(), &log);
+    let entrypoint = "sh -c 'echo inside uid=$(id -u) pwd=$(pwd) key-chars=${#WANDB_API_KEY} \
+         cuda=${CUDA_VISIBLE_DEVICES:-unset}; env | grep ^WANDB_ | sort; exec mlwf train'";
+    for _ in 0..2 {
+        let args = [
+            "--entrypoint",
+            entrypoint,
+            "--set",
+            "optim.max_iters=100000",
+        ];
+        launch(&t, &repos, &args).await;
+    }
+    let agent = agent(
+        &t,
+        &repos,
+        images,
+        &wrapper,
+        &["--gpus", "0,1", "--max-items", "2"],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let runs = running_runs(&t, 2).await;
+
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    assert!(!recorded.contains(KEY), "{recorded}");
+    let devices: BTreeSet<String> = recorded
+        .lines()
+        .filter(|line| line.starts_with("run "))
+        .map(|line| {
+            let gpus = line.split(" --gpus ").nth(1).expect("a --gpus flag");
+            gpus.split(' ').next().unwrap().to_owned()
+        })
+        .collect();
+    let expected: BTreeSet<String> = ["\"device=0\"", "\"device=1\""].map(String::from).into();
+    assert_eq!(devices, expected, "{recorded}");
+    assert!(recorded.contains("--shm-size 256m"), "{recorded}");
+
+    for id in &runs {
+        let names = labelled("mlwf.run", id);
+        assert_eq!(names.len(), 1, "one container for run {id}: {names:?}");
+        let command_line = docker(&[
+            "inspect",
+            "--format",
+            "{{json .Path}} {{json .Args}}",
+            &names[0],
+        ]);
+        assert!(!command_line.contains(KEY), "{command_line}");
+        assert!(command_line.contains("mlwf train"), "{command_line}");
+    }
+
+    for id in &runs {
+        let storage_id = run(&t, id).await.unwrap()["storage_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let stopped = Instant::now();
+        t.gql(
+            "mutation($id: ID!) { stopRun(input: {id: $id}) { success } }",
+            json!({"id": storage_id}),
+        )
+        .await;
+        eventually(Duration::from_secs(10), "the container to go", || async {
+            labelled("mlwf.run", id).is_empty().then_some(())
+        })
+        .await;
+        println!(
+            "run {id}: container removed {:?} after the stop",
+            stopped.elapsed()
+        );
+    }
+
+    let out = tokio::time::timeout(Duration::from_secs(60), agent.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(!said.contains(KEY), "{said}");
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let inside = format!(
+        "inside uid={uid} pwd=/mnt/wandb key-chars={} cuda=unset",
+        KEY.len()
+    );
+    assert_eq!(said.matches(&inside).count(), 2, "{said}");
+    for id in &runs {
+        for line in [
+            format!("WANDB_RUN_ID={id}"),
+            "WANDB_LAUNCH=True".to_owned(),
+            format!(
+                "WANDB_BASE_URL={}",
+                t.server.base_url().trim_end_matches('/')
+            ),
+            format!("WANDB_ENTITY={ENTITY}"),
+            format!("WANDB_PROJECT={PROJECT}"),
+        ] {
+            assert!(said.contains(&line), "{line} not in:\n{said}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_requeues() {
+    let Some(images) = images() else {
+        return;
+    };
+    let t = Fixture::start().await;
+    let _containers = JobContainers::of(&t);
+    let repos = setup(&t).await;
+    let log = t.dir.path().join("docker.log");
+    let wrapper = recording_docker(t.dir.path(), &log);
+    launch(
+        &t,
+        &repos,
+        &[
+            "--set",
+            "optim.max_iters=400",
+            "--set",
+            "train.checkpoint_interval=10",
+        ],
+    )
+    .await;
+    let mut first = agent(&t, &repos, images, &wrapper, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let run_id = running_runs(&t, 1).await.remove(0);
+    let checkpoint = ArtifactRef {
+        entity: Some(ENTITY.into()),
+        project: Some(PROJECT.into()),
+        name: keys::checkpoint_artifact(&run_id),
+        alias: "latest".into(),
+    };
+    eventually(Duration::from_secs(60), "a first checkpoint", || async {
+        t.client.artifact(&checkpoint).await.ok()
+    })
+    .await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    assert_eq!(
+        labelled("mlwf.run", &run_id).len(),
+        1,
+        "the container outlives its agent"
+    );
+
+    let second = output(&mut agent(
+        &t,
+        &repos,
+        images,
+        &wrapper,
+        &["--max-items", "1"],
+    ))
+    .await;
+    let said = text(&second);
+    assert!(second.status.success(), "{said}");
+    assert!(said.contains("left by an agent that is gone"), "{said}");
+    let resumed = run(&t, &run_id).await.unwrap();
+    assert_eq!(resumed["state"], "finished", "{resumed}\n{said}");
+    assert!(
+        resumed["config"][keys::config::RESUMED_STEP]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{resumed}"
+    );
+    assert_eq!(resumed["summary"][keys::metric::TRAIN_STEPS], json!(400));
+    let claimed: Vec<Value> = items(&t)
+        .await
+        .into_iter()
+        .filter(|(_, _, r)| r.as_deref() == Some(run_id.as_str()))
+        .map(|(id, state, _)| json!([id, state]))
+        .collect();
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the run ran once more, not twice: {claimed:?}"
+    );
+    assert!(labelled("mlwf.run", &run_id).is_empty());
+}
