@@ -41,12 +41,11 @@ if [ "$kind" = docker-cli ]; then
         root=$(mktemp -d)
         trap 'rm -rf "$root"' EXIT
         install -D -m 0755 "$client" "$root/usr/local/bin/docker"
-        tar -C "$root" -c . | docker import - "$image" >&2
+        "${as_root[@]}" tar -C "$root" -c . | docker import - "$image" >&2
     fi
     echo "$image"
     exit 0
 fi
-command -v debootstrap >/dev/null || missing "debootstrap is missing (apt-get install debootstrap)"
 
 tag=$(printf '%s\n' "$suite" "$mirror" "$packages" | sha256sum | cut -c1-12)
 image="mlwf-test-base:$kind-$tag"
@@ -55,14 +54,22 @@ if docker image inspect "$image" >/dev/null 2>&1; then
     exit 0
 fi
 
+export PATH="$PATH:/usr/sbin:/sbin"
+command -v debootstrap >/dev/null || missing "debootstrap is missing (apt-get install debootstrap)"
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo -n true 2>/dev/null || missing "debootstrap needs root: run as root or with passwordless sudo"
+    as_root=(sudo -n)
+fi
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
+trap '"${as_root[@]}" rm -rf "$root"' EXIT
 echo "==> debootstrap $suite ($packages) into $root" >&2
-debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >&2
+"${as_root[@]}" debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >&2
 # Package caches would only make the image bigger.
-rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# shellcheck disable=SC2086
+"${as_root[@]}" sh -c "rm -rf $root/var/cache/apt/archives/*.deb $root/var/lib/apt/lists/*"
 echo "==> docker import $image" >&2
-tar -C "$root" -c . |
+"${as_root[@]}" tar -C "$root" -c . |
     docker import \
         --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD ["/bin/bash"]' \

@@ -348,6 +348,10 @@ pub struct BenchAgentArgs {
     /// Items pushed and timed per agent.
     #[arg(long, default_value_t = 3)]
     pub pushes: usize,
+    /// An image with mlwf (e.g. the agent image) to also time `local-container` jobs against
+    /// `local-process` ones.
+    #[arg(long)]
+    pub image: Option<String>,
     /// Print JSON for machines instead of text.
     #[arg(long)]
     pub json: bool,

@@ -1,6 +1,7 @@
 //! `mlwf bench agent`: `mlwf agent` against the official `wandb launch-agent` on one local
 //! server: each agent's resident memory once it idles (its whole process tree: the official
-//! agent runs a wandb-core service beside it), and the time from a push to the job's first line.
+//! agent runs a wandb-core service beside it), and the time from a push to the job's first line;
+//! with an image, that time for the same shell job as a process and in its own container.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -26,6 +27,9 @@ use crate::wandb::{ApiKey, Client, Settings};
 const ENTITY: &str = "bench";
 const PROJECT: &str = "bench";
 const QUEUE: &str = "bench";
+const CONTAINER_QUEUE: &str = "bench-container";
+/// The job both runners can start (the agent image has no Python): its line, and no run.
+const SH_JOB: [&str; 3] = ["sh", "-c", "echo MLWF_BENCH_JOB_STARTED"];
 /// What the job prints: the agent's stdout showing it is the start being timed.
 const MARKER: &str = "MLWF_BENCH_JOB_STARTED";
 /// The job: its first line, then a W&B run when the SDK is there, so that it ends cleanly on
@@ -42,6 +46,8 @@ pub struct AgentOptions {
     pub idle: Duration,
     /// Items pushed one after another, each timed.
     pub pushes: usize,
+    /// An image with mlwf (the agent image) for `local-container` jobs; none skips them.
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,21 +87,63 @@ async fn measure_all(
         entrypoint: &["python3", "job.py"],
         requirements: "",
     };
-    let job = log_job(&client, &job, &scratch.join("job")).await?;
+    let python_job = log_job(&client, &job, &scratch.join("job")).await?;
+    let sh_job = HandMadeJob {
+        name: "job-bench-sh",
+        entrypoint: &SH_JOB,
+        ..job
+    };
+    let sh_job = log_job(&client, &sh_job, &scratch.join("job-sh")).await?;
     let bench = Bench {
         client,
         server,
         key,
         scratch,
-        job,
         ssh: fake_ssh_env(&fakessh),
         options,
     };
-    let mut figures = vec![bench.measure("mlwf agent", bench.mlwf_agent()?).await?];
+    let mut figures = vec![
+        bench
+            .measure("mlwf agent", bench.mlwf_agent(QUEUE)?, QUEUE, &python_job)
+            .await?,
+    ];
     if options.python.exists() {
         figures.push(
             bench
-                .measure("wandb launch-agent", bench.official_agent()?)
+                .measure(
+                    "wandb launch-agent",
+                    bench.official_agent()?,
+                    QUEUE,
+                    &python_job,
+                )
+                .await?,
+        );
+    }
+    if let Some(image) = &options.image {
+        bench
+            .client
+            .create_run_queue(ENTITY, CONTAINER_QUEUE, "local-container", json!({}))
+            .await?;
+        figures.push(
+            bench
+                .measure(
+                    "mlwf agent, sh job, local-process",
+                    bench.mlwf_agent(QUEUE)?,
+                    QUEUE,
+                    &sh_job,
+                )
+                .await?,
+        );
+        let mut agent = bench.mlwf_agent(CONTAINER_QUEUE)?;
+        agent.args(["--image", image]);
+        figures.push(
+            bench
+                .measure(
+                    "mlwf agent, sh job, local-container",
+                    agent,
+                    CONTAINER_QUEUE,
+                    &sh_job,
+                )
                 .await?,
         );
     }
@@ -129,16 +177,15 @@ struct Bench<'a> {
     server: &'a RunningServer,
     key: &'a str,
     scratch: &'a Path,
-    job: String,
     ssh: [(&'static str, String); 2],
     options: &'a AgentOptions,
 }
 
 impl Bench<'_> {
-    fn mlwf_agent(&self) -> anyhow::Result<Command> {
+    fn mlwf_agent(&self, queue: &str) -> anyhow::Result<Command> {
         let mut command = Command::new(std::env::current_exe()?);
         command
-            .args(["agent", "--queue", QUEUE, "--entity", ENTITY])
+            .args(["agent", "--queue", queue, "--entity", ENTITY])
             .env("WANDB_BASE_URL", self.server.base_url())
             .env("WANDB_API_KEY", self.key)
             .env("MLWF_AGENT_DIR", self.scratch.join("mlwf-agent"))
@@ -179,8 +226,15 @@ impl Bench<'_> {
         Ok(command)
     }
 
-    /// Starts `command`, lets it idle, reads its memory, then times `pushes` items.
-    async fn measure(&self, name: &str, mut command: Command) -> anyhow::Result<AgentFigures> {
+    /// Starts `command`, lets it idle, reads its memory, then times `pushes` items of `job`
+    /// pushed to `queue`.
+    async fn measure(
+        &self,
+        name: &str,
+        mut command: Command,
+        queue: &str,
+        job: &str,
+    ) -> anyhow::Result<AgentFigures> {
         if let Some(bin) = std::path::absolute(&self.options.python)?.parent() {
             let path = std::env::var("PATH").unwrap_or_default();
             command.env("PATH", format!("{}:{path}", bin.display()));
@@ -213,7 +267,10 @@ impl Bench<'_> {
                 let mut reader = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
                     // Only the job's own line: the agents also quote commands and output tails.
-                    if line.trim_end().ends_with(MARKER) && !line.contains("job.py") {
+                    if line.trim_end().ends_with(MARKER)
+                        && !line.contains("job.py")
+                        && !line.contains("echo")
+                    {
                         let _ = lines.send(Instant::now());
                     }
                 }
@@ -222,7 +279,7 @@ impl Bench<'_> {
         tokio::time::sleep(self.options.idle).await;
         let idle_rss_mib = tree_rss_kib(pid(&child)?)? as f64 / 1024.0;
         let spec = LaunchSpec {
-            job: Some(self.job.clone()),
+            job: Some(job.to_owned()),
             entity: Some(ENTITY.into()),
             project: Some(PROJECT.into()),
             ..LaunchSpec::default()
@@ -233,7 +290,7 @@ impl Bench<'_> {
             let pushed = Instant::now();
             let item = self
                 .client
-                .push_to_queue(ENTITY, QUEUE, &spec, None)
+                .push_to_queue(ENTITY, queue, &spec, None)
                 .await?;
             let started = tokio::time::timeout(SETTLE, seen.recv())
                 .await
@@ -241,7 +298,7 @@ impl Bench<'_> {
                 .context("the agent's output ended")?;
             push_to_start_s.push((started - pushed).as_secs_f64());
             // Each push meets an idle agent: the previous job has ended and been reported.
-            self.settled(&item).await?;
+            self.settled(queue, &item).await?;
         }
         stop(&mut child).await;
         Ok(AgentFigures {
@@ -253,10 +310,10 @@ impl Bench<'_> {
 }
 
 impl Bench<'_> {
-    async fn settled(&self, item: &str) -> anyhow::Result<()> {
+    async fn settled(&self, queue: &str, item: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + SETTLE;
         while Instant::now() < deadline {
-            let info = self.client.queue_item(ENTITY, QUEUE, item).await?;
+            let info = self.client.queue_item(ENTITY, queue, item).await?;
             let done = match info {
                 Some(i) if i.state.as_deref() == Some(FAILED) => true,
                 Some(ItemInfo {

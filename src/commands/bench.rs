@@ -110,6 +110,7 @@ async fn agent(args: crate::cli::BenchAgentArgs) -> anyhow::Result<()> {
         python: args.python,
         idle: args.idle,
         pushes: args.pushes,
+        image: args.image,
     };
     let figures = bench::agent::agent(&options).await?;
     if args.json {
@@ -120,6 +121,7 @@ async fn agent(args: crate::cli::BenchAgentArgs) -> anyhow::Result<()> {
         "launch agents on one local server, idle {:?} then {} pushes each:\n",
         options.idle, options.pushes
     );
+    let width = figures.iter().map(|f| f.agent.len()).max().unwrap_or(0);
     for agent in &figures {
         let times: Vec<String> = agent
             .push_to_start_s
@@ -127,7 +129,7 @@ async fn agent(args: crate::cli::BenchAgentArgs) -> anyhow::Result<()> {
             .map(|s| format!("{s:.2}"))
             .collect();
         text += &format!(
-            "  {:<20} idle RSS {:>7.1} MiB   push to job start {} s\n",
+            "  {:<width$} idle RSS {:>7.1} MiB   push to job start {} s\n",
             agent.agent,
             agent.idle_rss_mib,
             times.join(" / ")
