@@ -193,9 +193,9 @@ pub struct ContainerRun<'a> {
     pub name: &'a str,
     pub labels: &'a [(&'static str, String)],
     pub env_file: &'a Path,
-    pub checkout: &'a Path,
-    /// Read-only beside the checkout: its git objects live there (a shared clone).
-    pub mirrors: &'a Path,
+    /// The checkout, and the mirrors mounted read-only beside it (a shared clone's objects
+    /// live there); `None` for an image-only item.
+    pub code: Option<(&'a Path, &'a Path)>,
     /// Host GPU indices, e.g. `0,1`.
     pub gpus: Option<&'a str>,
     /// The server is on this machine's loopback: the container shares the host's network
@@ -203,6 +203,8 @@ pub struct ContainerRun<'a> {
     pub host_network: bool,
     pub queue: &'a QueueFlags,
     pub argv: &'a [String],
+    /// `argv[0]` replaces the image's entrypoint; otherwise all of `argv` goes to it.
+    pub own_entrypoint: bool,
 }
 
 impl ContainerRun<'_> {
@@ -218,15 +220,17 @@ impl ContainerRun<'_> {
             pair(&mut args, "--label", format!("{key}={value}").into());
         }
         pair(&mut args, "--env-file", self.env_file.into());
-        let mut code = OsString::from(self.checkout);
-        code.push(format!(":{CODE_MOUNT}"));
-        pair(&mut args, "--volume", code);
-        let mut mirrors = OsString::from(self.mirrors);
-        mirrors.push(":");
-        mirrors.push(self.mirrors);
-        mirrors.push(":ro");
-        pair(&mut args, "--volume", mirrors);
-        pair(&mut args, "--workdir", CODE_MOUNT.into());
+        if let Some((checkout, mirrors)) = self.code {
+            let mut code = OsString::from(checkout);
+            code.push(format!(":{CODE_MOUNT}"));
+            pair(&mut args, "--volume", code);
+            let mut shared = OsString::from(mirrors);
+            shared.push(":");
+            shared.push(mirrors);
+            shared.push(":ro");
+            pair(&mut args, "--volume", shared);
+            pair(&mut args, "--workdir", CODE_MOUNT.into());
+        }
         // An image's own healthcheck (the agent image's watches an agent) says nothing of a job.
         args.push("--no-healthcheck".into());
         // The job writes into its checkout as the agent would: files stay the agent's to clean.
@@ -241,8 +245,13 @@ impl ContainerRun<'_> {
             (None, None) => {}
         }
         args.extend(self.queue.flags.iter().map(OsString::from));
-        let (program, rest) = self.argv.split_first().expect("an entrypoint");
-        pair(&mut args, "--entrypoint", program.into());
+        let rest = match self.argv.split_first() {
+            Some((program, rest)) if self.own_entrypoint => {
+                pair(&mut args, "--entrypoint", program.into());
+                rest
+            }
+            _ => self.argv,
+        };
         args.push(self.image.into());
         args.extend(rest.iter().map(OsString::from));
         args
@@ -512,12 +521,12 @@ mod tests {
             name: &container_name("UnVu+/UXVldW==", "r1"),
             labels: &labels,
             env_file: Path::new("/w/runs/x/job.env"),
-            checkout: Path::new("/w/runs/x/code"),
-            mirrors: Path::new("/w/mirrors"),
+            code: Some((Path::new("/w/runs/x/code"), Path::new("/w/mirrors"))),
             gpus: Some("0,1"),
             host_network: true,
             queue: &queue,
             argv: &argv,
+            own_entrypoint: true,
         };
         let args: Vec<String> = run
             .args()
@@ -526,7 +535,7 @@ mod tests {
             .collect();
         let line = args.join(" ");
         assert!(
-            line.starts_with("run --rm --name mlwf-UnVu--UXVldW "),
+            line.starts_with("run --rm --name mlwf-UnVu--UXVldW-r1 "),
             "{line}"
         );
         assert!(line.contains("--label mlwf.item=item=1"), "{line}");
@@ -540,6 +549,25 @@ mod tests {
         assert!(line.contains("--gpus \"device=0,1\""), "{line}");
         assert!(
             line.ends_with("--shm-size 1g --entrypoint mlwf img train"),
+            "{line}"
+        );
+
+        // An image-only item: the image's own entrypoint and working directory take over.
+        let image_only = ContainerRun {
+            code: None,
+            own_entrypoint: false,
+            gpus: None,
+            ..run
+        };
+        let line: Vec<String> = image_only
+            .args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        let line = line.join(" ");
+        assert!(line.ends_with("--shm-size 1g img mlwf train"), "{line}");
+        assert!(
+            !line.contains("--volume") && !line.contains("--workdir"),
             "{line}"
         );
     }

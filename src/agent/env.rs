@@ -65,7 +65,8 @@ pub struct JobEnv<'a> {
     pub queue: &'a str,
     pub queue_entity: &'a str,
     pub item: &'a str,
-    pub job: &'a str,
+    /// The job artifact; `None` for an image-only item.
+    pub job: Option<&'a str>,
     /// `CUDA_VISIBLE_DEVICES`, when the agent hands out GPUs.
     pub gpus: Option<String>,
     /// Prepended to `PATH` (a virtual environment's `bin`).
@@ -121,7 +122,9 @@ impl JobEnv<'_> {
             Value::Object(self.spec.overrides.files.clone()).to_string(),
         );
         let mut artifacts = self.spec.overrides.artifacts.clone();
-        artifacts.insert("_wandb_job".into(), json!(self.job));
+        if let Some(job) = self.job {
+            artifacts.insert("_wandb_job".into(), json!(job));
+        }
         set("WANDB_ARTIFACTS", Value::Object(artifacts).to_string());
         if let Some(gpus) = &self.gpus {
             set("CUDA_VISIBLE_DEVICES", gpus.clone());
@@ -169,7 +172,7 @@ mod tests {
             queue: "q",
             queue_entity: "e",
             item: "item-1",
-            job: "e/p/j:v1",
+            job: Some("e/p/j:v1"),
             gpus: Some("1".into()),
             path_prefix: None,
             pass_env: &["GH_TOKEN".to_owned()],
@@ -218,7 +221,7 @@ mod tests {
             queue: "q",
             queue_entity: "e",
             item: "i",
-            job: "j",
+            job: Some("j"),
             gpus: None,
             path_prefix: None,
             pass_env: &[],

@@ -21,7 +21,9 @@ use super::slots::{GpuLease, JobSlot, Slots};
 use super::workspace::{build_mlwf, builds_mlwf, is_loopback, GitAccess, Workdir};
 use crate::experiment::keys;
 use crate::secrets::Redactor;
-use crate::wandb::launch::{JobFile, LaunchSpec, PoppedItem, Stage, JOB_FILE, REQUIREMENTS_FILE};
+use crate::wandb::launch::{
+    GitSource, JobFile, LaunchSpec, PoppedItem, Stage, JOB_FILE, REQUIREMENTS_FILE,
+};
 use crate::wandb::{random_id, ArtifactRef, Client, RunState, RUN_ID_LEN};
 
 /// What every job of an agent shares.
@@ -144,6 +146,14 @@ enum Exit {
     Shutdown,
 }
 
+/// A job artifact, downloaded: where its code is and how to start it.
+struct FetchedJob {
+    reference: String,
+    file: JobFile,
+    git: GitSource,
+    dir: PathBuf,
+}
+
 /// How an item's job runs.
 enum Runner {
     Process,
@@ -193,20 +203,20 @@ impl<'a> Attempt<'a> {
         let entity = spec.entity.as_deref().unwrap_or(&ctx.entity);
         let project = spec.project.as_deref().unwrap_or(&ctx.project);
         let runner = Runner::of(spec, &ctx.containers).map_err(at(Stage::Agent))?;
-        let job_ref = spec.job.as_deref().ok_or_else(|| {
-            at(Stage::Agent)(anyhow!(
-                "the item names no job: mlwf agent runs job specs (`wandb launch --job …`, \
-                 `mlwf launch`); image and uri specs are not supported by local-process"
-            ))
-        })?;
-        let (job, job_dir) = self.fetch_job(job_ref).await.map_err(at(Stage::Agent))?;
-        let git = job.source.git.as_ref().ok_or_else(|| {
-            at(Stage::Agent)(anyhow!(
-                "job {job_ref} is a {:?} job: mlwf agent runs git jobs (code-artifact and image \
-                 jobs are not supported yet)",
-                job.source_type
-            ))
-        })?;
+        let job = match (spec.job.as_deref(), &runner) {
+            (Some(reference), _) => {
+                Some(self.fetch_job(reference).await.map_err(at(Stage::Agent))?)
+            }
+            // An image-only item runs the image as it is, as the official agent does.
+            (None, Runner::Container(_)) if spec.docker_image().is_some() => None,
+            (None, _) => {
+                return Err(at(Stage::Agent)(anyhow!(
+                    "the item names no job: mlwf agent runs job specs (`wandb launch --job …`, \
+                     `mlwf launch`), and image specs (`docker.docker_image`) on \
+                     local-container queues"
+                )))
+            }
+        };
         let wanted = if ctx.slots.gpu_count() > 0 {
             spec.gpus()
         } else {
@@ -217,32 +227,24 @@ impl<'a> Attempt<'a> {
                 "the job asks for {wanted} GPUs; this agent has {have}"
             ))
         })?;
-        let branch = spec
-            .overrides
-            .run_config
-            .get(keys::config::BRANCH)
-            .and_then(|b| b.as_str())
-            .filter(|b| crate::git::valid_branch(b).is_ok());
-        let checkout = ctx
-            .workdir
-            .checkout(
-                &ctx.access,
-                &git.remote,
-                &git.commit,
-                branch,
-                &format!("{}/code", self.workspace),
-            )
-            .await
-            .map_err(at(Stage::Agent))?;
-
+        let checkout = match &job {
+            Some(job) => Some(self.checkout(job).await.map_err(at(Stage::Agent))?),
+            None => None,
+        };
         let mut argv = spec
             .overrides
             .entry_point
             .clone()
-            .unwrap_or_else(|| job.source.entrypoint.clone());
+            .or_else(|| job.as_ref().map(|j| j.file.source.entrypoint.clone()))
+            .unwrap_or_default();
+        // An image's own entrypoint takes the args when nothing replaces it.
+        let own_entrypoint = !argv.is_empty();
         argv.extend(spec.overrides.args.iter().cloned());
-        if argv.is_empty() {
-            return Err(at(Stage::Agent)(anyhow!("job {job_ref} has no entrypoint")));
+        if let (Some(job), false) = (&job, own_entrypoint) {
+            return Err(at(Stage::Agent)(anyhow!(
+                "job {} has no entrypoint",
+                job.reference
+            )));
         }
         let settings = ctx.client.settings();
         let base_url = settings.base_url.as_str().trim_end_matches('/').to_owned();
@@ -256,15 +258,15 @@ impl<'a> Attempt<'a> {
             queue: self.queue,
             queue_entity: &ctx.entity,
             item: &self.item.id,
-            job: job_ref,
+            job: job.as_ref().map(|j| j.reference.as_str()),
             gpus: gpus.visible_devices(),
             path_prefix: None,
             pass_env: &ctx.pass_env,
         };
-        let (process, container) = match &runner {
-            Runner::Process => {
-                let program = self.program(&argv[0], &checkout, &git.remote).await?;
-                let requirements = job_dir.join(REQUIREMENTS_FILE);
+        let (process, container) = match (&runner, &job, &checkout) {
+            (Runner::Process, Some(job), Some(checkout)) => {
+                let program = self.program(&argv[0], checkout, &job.git.remote).await?;
+                let requirements = job.dir.join(REQUIREMENTS_FILE);
                 if std::fs::metadata(&requirements).is_ok_and(|meta| meta.len() > 0) {
                     let venv = ctx
                         .workdir
@@ -275,10 +277,10 @@ impl<'a> Attempt<'a> {
                 }
                 let args: Vec<OsString> = argv[1..].iter().map(OsString::from).collect();
                 let process =
-                    self.spawn(&program, &args, &checkout, &env.build(std::env::vars_os()))?;
+                    self.spawn(&program, &args, checkout, &env.build(std::env::vars_os()))?;
                 (process, None)
             }
-            Runner::Container(queue) => {
+            (Runner::Container(queue), _, checkout) => {
                 let record = ItemRecord {
                     queue: self.queue.to_owned(),
                     item: self.item.id.clone(),
@@ -293,17 +295,28 @@ impl<'a> Attempt<'a> {
                     .host_str()
                     .is_some_and(|host| is_loopback(host.trim_matches(['[', ']'])));
                 let (process, container) = self
-                    .start_container(&record, queue, env, &checkout, host_network)
+                    .start_container(
+                        &record,
+                        queue,
+                        env,
+                        checkout.as_deref(),
+                        own_entrypoint,
+                        host_network,
+                    )
                     .map_err(at(Stage::Run))?;
                 (process, Some(container))
             }
+            (Runner::Process, _, _) => unreachable!("local-process items have a job"),
+        };
+        let what = match &job {
+            Some(job) => format!("at {:.10}", job.git.commit),
+            None => format!("in image {}", spec.docker_image().unwrap_or_default()),
         };
         println!(
-            "mlwf agent: item {} is run {} of {entity}/{project}: {} at {:.10}",
+            "mlwf agent: item {} is run {} of {entity}/{project}: {} {what}",
             self.item.id,
             self.run_id,
             argv.join(" "),
-            git.commit
         );
         Ok(Started {
             process,
@@ -313,6 +326,28 @@ impl<'a> Attempt<'a> {
             project,
             _gpus: gpus,
         })
+    }
+
+    /// A fresh checkout of the job's commit (on its branch when the launch named one).
+    async fn checkout(&self, job: &FetchedJob) -> anyhow::Result<PathBuf> {
+        let branch = self
+            .item
+            .spec
+            .overrides
+            .run_config
+            .get(keys::config::BRANCH)
+            .and_then(|b| b.as_str())
+            .filter(|b| crate::git::valid_branch(b).is_ok());
+        self.ctx
+            .workdir
+            .checkout(
+                &self.ctx.access,
+                &job.git.remote,
+                &job.git.commit,
+                branch,
+                &format!("{}/code", self.workspace),
+            )
+            .await
     }
 
     /// Waits for the job to end, stopping it on a Stop from the UI or the agent's shutdown.
@@ -376,7 +411,8 @@ impl<'a> Attempt<'a> {
         record: &ItemRecord,
         queue: &QueueFlags,
         mut env: JobEnv<'_>,
-        checkout: &Path,
+        checkout: Option<&Path>,
+        own_entrypoint: bool,
         host_network: bool,
     ) -> anyhow::Result<(JobProcess, Container)> {
         let ctx = self.ctx;
@@ -407,12 +443,15 @@ impl<'a> Attempt<'a> {
             vars.push((name.into(), value));
         }
         let workspace = ctx.workdir.root().join("runs").join(self.workspace);
+        std::fs::create_dir_all(&workspace)
+            .with_context(|| format!("creating {}", workspace.display()))?;
         let env_file = workspace.join("job.env");
         container::write_env_file(&env_file, &vars)?;
         let recorded = serde_json::to_vec(record).context("recording the item")?;
         std::fs::write(workspace.join(container::RECORD_FILE), recorded)
             .context("recording the item")?;
         let name = container_name(&self.item.id, self.run_id);
+        let mirrors = ctx.workdir.root().join("mirrors");
         let labels = [
             (label::WORKDIR, ctx.workdir.root().display().to_string()),
             (label::OWNER, ctx.owner.clone()),
@@ -426,12 +465,12 @@ impl<'a> Attempt<'a> {
             name: &name,
             labels: &labels,
             env_file: &env_file,
-            checkout,
-            mirrors: &ctx.workdir.root().join("mirrors"),
+            code: checkout.map(|checkout| (checkout, mirrors.as_path())),
             gpus: devices.as_deref(),
             host_network,
             queue,
             argv: &record.argv,
+            own_entrypoint,
         }
         .args();
         let client = container::client_env(std::env::vars_os());
@@ -502,11 +541,11 @@ impl<'a> Attempt<'a> {
     }
 
     /// Downloads the job artifact (every file checked against the manifest's MD5) and reads
-    /// its `wandb-job.json`.
-    async fn fetch_job(&self, job_ref: &str) -> anyhow::Result<(JobFile, PathBuf)> {
-        let reference: ArtifactRef = job_ref
+    /// its `wandb-job.json`: a git job.
+    async fn fetch_job(&self, reference: &str) -> anyhow::Result<FetchedJob> {
+        let parsed: ArtifactRef = reference
             .parse()
-            .with_context(|| format!("job reference {job_ref:?}"))?;
+            .with_context(|| format!("job reference {reference:?}"))?;
         let dir = self
             .ctx
             .workdir
@@ -517,14 +556,26 @@ impl<'a> Attempt<'a> {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         self.ctx
             .client
-            .download_artifact(&reference, &dir)
+            .download_artifact(&parsed, &dir)
             .await
-            .with_context(|| format!("fetching job {job_ref}"))?;
+            .with_context(|| format!("fetching job {reference}"))?;
         let text = std::fs::read(dir.join(JOB_FILE))
-            .with_context(|| format!("job {job_ref} has no {JOB_FILE}"))?;
-        let job = serde_json::from_slice(&text)
-            .with_context(|| format!("the {JOB_FILE} of job {job_ref} is malformed"))?;
-        Ok((job, dir))
+            .with_context(|| format!("job {reference} has no {JOB_FILE}"))?;
+        let file: JobFile = serde_json::from_slice(&text)
+            .with_context(|| format!("the {JOB_FILE} of job {reference} is malformed"))?;
+        let git = file.source.git.clone().with_context(|| {
+            format!(
+                "job {reference} is a {:?} job: mlwf agent runs git jobs (code-artifact and \
+                 image jobs are not supported yet)",
+                file.source_type
+            )
+        })?;
+        Ok(FetchedJob {
+            reference: reference.to_owned(),
+            file,
+            git,
+            dir,
+        })
     }
 
     /// The program to start for `name`: a fork of mlwf is built and its binary runs; plain

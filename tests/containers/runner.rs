@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use mlwf::experiment::keys;
+use mlwf::wandb::launch::{LaunchSpec, Overrides};
 use mlwf::wandb::ArtifactRef;
 use serde_json::{json, Value};
 
@@ -298,4 +299,97 @@ async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_reque
         "the run ran once more, not twice: {claimed:?}"
     );
     assert!(labelled("mlwf.run", &run_id).is_empty());
+}
+
+#[tokio::test]
+async fn an_image_only_item_runs_the_image_with_its_entrypoint_replaced() {
+    let Some(images) = images() else {
+        return;
+    };
+    let t = Fixture::start().await;
+    let _containers = JobContainers::of(&t);
+    let repos = setup(&t).await;
+    let log = t.dir.path().join("docker.log");
+    let wrapper = recording_docker(t.dir.path(), &log);
+    let mut train = vec!["mlwf".to_owned(), "train".to_owned()];
+    train.extend(QUICK_TRAIN.iter().map(|s| (*s).to_owned()));
+    let spec = LaunchSpec {
+        entity: Some(ENTITY.into()),
+        project: Some(PROJECT.into()),
+        docker: json!({"docker_image": images.agent}),
+        overrides: Overrides {
+            entry_point: Some(train),
+            ..Overrides::default()
+        },
+        ..LaunchSpec::default()
+    };
+    t.client
+        .push_to_queue(ENTITY, QUEUE, &spec, None)
+        .await
+        .unwrap();
+    let out = output(&mut agent(
+        &t,
+        &repos,
+        images,
+        &wrapper,
+        &["--max-items", "1"],
+    ))
+    .await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("in image {}", images.agent)),
+        "{said}"
+    );
+    let (_, _, run_id) = items(&t).await.remove(0);
+    let finished = run(&t, &run_id.unwrap()).await.unwrap();
+    assert_eq!(finished["state"], "finished", "{finished}\n{said}");
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    let line = recorded.lines().find(|l| l.starts_with("run ")).unwrap();
+    assert!(
+        !line.contains("--volume") && !line.contains("--workdir"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn the_agents_sigterm_stops_its_containers_and_requeues_their_items() {
+    let Some(images) = images() else {
+        return;
+    };
+    let t = Fixture::start().await;
+    let _containers = JobContainers::of(&t);
+    let repos = setup(&t).await;
+    let log = t.dir.path().join("docker.log");
+    let wrapper = recording_docker(t.dir.path(), &log);
+    launch(&t, &repos, &["--set", "optim.max_iters=100000"]).await;
+    let agent = agent(&t, &repos, images, &wrapper, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_id = running_runs(&t, 1).await.remove(0);
+    assert_eq!(labelled("mlwf.run", &run_id).len(), 1);
+    crate::launch::signal(&agent, libc::SIGTERM);
+    let out = tokio::time::timeout(Duration::from_secs(60), agent.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("requeued as item"), "{said}");
+    assert!(labelled("mlwf.run", &run_id).is_empty(), "{said}");
+    let recorded = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        recorded
+            .lines()
+            .any(|l| l.starts_with("stop --time 5 mlwf-")),
+        "{recorded}"
+    );
+    let pending = items(&t)
+        .await
+        .into_iter()
+        .filter(|(_, s, _)| s == "PENDING")
+        .count();
+    assert_eq!(pending, 1, "the item is back in the queue");
 }

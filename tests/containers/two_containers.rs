@@ -1,6 +1,7 @@
 //! `mlwf server` in one container, the agent image in another, on a private network: a job
-//! pushed with `mlwf launch` runs to a finished run, and an agent container stopped mid-job
-//! requeues it for a new agent container, which finishes the same run.
+//! pushed with `mlwf launch` runs to a finished run, an agent container stopped mid-job requeues
+//! it for a new agent container, which finishes the same run, and an agent container with the
+//! docker socket runs a `local-container` job as a sibling container.
 
 use std::time::Duration;
 
@@ -77,7 +78,11 @@ impl<'a> Stack<'a> {
 
     /// `mlwf launch` on the host, against the server container.
     async fn launch(&self, sets: &[&str]) {
-        let mut args = vec!["launch", "--queue", QUEUE, "--json"];
+        self.launch_to(QUEUE, sets).await;
+    }
+
+    async fn launch_to(&self, queue: &str, sets: &[&str]) {
+        let mut args = vec!["launch", "--queue", queue, "--json"];
         args.extend_from_slice(QUICK_TRAIN);
         args.extend_from_slice(sets);
         let out = output(
@@ -97,6 +102,11 @@ impl<'a> Stack<'a> {
     /// Starts an agent container on the network; the repositories are mounted where the job
     /// records them, and the fake ssh reaches them.
     fn agent(&mut self, args: &[&str]) -> String {
+        self.agent_with(&[], args)
+    }
+
+    /// [`Stack::agent`] with more `docker run` flags.
+    fn agent_with(&mut self, docker_flags: &[&str], args: &[&str]) -> String {
         let name = self.cleanup.container("agent");
         let repos = self.dir.path().join("repos");
         let fakessh = self.repos.fakessh.display().to_string();
@@ -131,12 +141,9 @@ impl<'a> Stack<'a> {
             env.to_str().unwrap(),
             "--volume",
             &mount,
-            &self.images.agent,
-            "--queue",
-            QUEUE,
-            "--grace",
-            "30s",
         ];
+        run.extend_from_slice(docker_flags);
+        run.extend_from_slice(&[&self.images.agent, "--grace", "30s"]);
         run.extend_from_slice(args);
         docker(&run);
         name
@@ -196,7 +203,7 @@ async fn a_job_launched_from_the_host_runs_in_the_agent_container() {
     };
     let mut stack = Stack::start(images).await;
     stack.launch(&[]).await;
-    let agent = stack.agent(&["--max-items", "1"]);
+    let agent = stack.agent(&["--queue", QUEUE, "--max-items", "1"]);
     let (status, said) = exited(&agent, Duration::from_secs(180)).await;
     assert_eq!(status, 0, "{said}");
     assert!(!said.contains(KEY), "{said}");
@@ -228,7 +235,7 @@ async fn an_agent_container_stopped_mid_job_requeues_it_for_the_next_one() {
             "train.checkpoint_interval=10",
         ])
         .await;
-    let first = stack.agent(&[]);
+    let first = stack.agent(&["--queue", QUEUE]);
     let run_id = stack.running_run().await;
     let checkpoint = ArtifactRef {
         entity: Some(ENTITY.into()),
@@ -247,7 +254,7 @@ async fn an_agent_container_stopped_mid_job_requeues_it_for_the_next_one() {
     let agents = stack.client.launch_agents(ENTITY).await.unwrap().unwrap();
     assert_eq!(agents[0].status, "KILLED", "{agents:?}");
 
-    let second = stack.agent(&["--max-items", "1"]);
+    let second = stack.agent(&["--queue", QUEUE, "--max-items", "1"]);
     let (status, said) = exited(&second, Duration::from_secs(180)).await;
     assert_eq!(status, 0, "{said}");
     let run = stack.run(&run_id).await.unwrap();
@@ -260,5 +267,85 @@ async fn an_agent_container_stopped_mid_job_requeues_it_for_the_next_one() {
     assert_eq!(
         run.summary.get(keys::metric::TRAIN_STEPS),
         Some(&json!(400))
+    );
+}
+
+#[tokio::test]
+async fn an_agent_container_with_the_docker_socket_runs_jobs_as_sibling_containers() {
+    let Some(images) = images() else {
+        return;
+    };
+    let mut stack = Stack::start(images).await;
+    let queue = "lc";
+    stack
+        .client
+        .create_run_queue(
+            ENTITY,
+            queue,
+            "local-container",
+            json!({"network": stack.network}),
+        )
+        .await
+        .unwrap();
+    stack.launch_to(queue, &[]).await;
+    // The agent folder is the same path on the host and in the agent container: the engine
+    // mounts a sibling's checkout from the host.
+    let folder = stack.dir.path().join("agent-folder");
+    std::fs::create_dir_all(&folder).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let folder = folder.display().to_string();
+    let socket_group = docker(&[
+        "run",
+        "--rm",
+        "--volume",
+        "/var/run/docker.sock:/s",
+        "--entrypoint",
+        "stat",
+        &images.agent,
+        "-c",
+        "%g",
+        "/s",
+    ]);
+    let agent_dir = format!("MLWF_AGENT_DIR={folder}");
+    let mount = format!("{folder}:{folder}");
+    let agent = stack.agent_with(
+        &[
+            "--volume",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--group-add",
+            &socket_group,
+            "--env",
+            &agent_dir,
+            "--volume",
+            &mount,
+        ],
+        &[
+            "--queue",
+            queue,
+            "--max-items",
+            "1",
+            "--image",
+            &images.agent,
+            "--docker-flag",
+            "network",
+        ],
+    );
+    let (status, said) = exited(&agent, Duration::from_secs(180)).await;
+    assert_eq!(status, 0, "{said}");
+    let items = stack.client.queue_items(ENTITY, queue).await.unwrap();
+    let run_id = items[0]
+        .associated_run_id
+        .clone()
+        .unwrap_or_else(|| panic!("no run: {items:?}\n{said}"));
+    let run = stack
+        .run(&run_id)
+        .await
+        .unwrap_or_else(|| panic!("run {run_id} does not exist\n{said}"));
+    assert_eq!(run.state.as_str(), "finished", "{said}");
+    assert_eq!(run.commit.as_deref(), Some(stack.repos.feat_x.as_str()));
+    assert!(
+        super::labelled("mlwf.run", &run_id).is_empty(),
+        "the sibling is removed"
     );
 }
