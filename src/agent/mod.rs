@@ -341,6 +341,7 @@ impl Owner {
     fn claim(root: &Path) -> anyhow::Result<Self> {
         let dir = root.join("owners");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Self::prune(&dir);
         let id = crate::wandb::random_id(12);
         let path = dir.join(format!("{id}.lock"));
         let lock =
@@ -352,6 +353,24 @@ impl Owner {
             path,
             _lock: lock,
         })
+    }
+
+    /// Removes the locks of agents that are gone; a lock younger than a minute may belong to
+    /// an agent between creating and taking it.
+    fn prune(dir: &Path) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|at| at.elapsed().unwrap_or_default() > Duration::from_secs(60));
+            let free = std::fs::File::open(entry.path()).is_ok_and(|lock| lock.try_lock().is_ok());
+            if old && free {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Whether the agent `id` of the folder `root` still runs.

@@ -393,3 +393,45 @@ async fn the_agents_sigterm_stops_its_containers_and_requeues_their_items() {
         .count();
     assert_eq!(pending, 1, "the item is back in the queue");
 }
+
+#[tokio::test]
+async fn a_failing_container_job_fails_its_item_with_the_containers_last_output() {
+    let Some(images) = images() else {
+        return;
+    };
+    let t = Fixture::start().await;
+    let _containers = JobContainers::of(&t);
+    let repos = setup(&t).await;
+    let log = t.dir.path().join("docker.log");
+    let wrapper = recording_docker(t.dir.path(), &log);
+    let entrypoint = "sh -c 'echo oops-from-the-container >&2; exit 3'";
+    launch(&t, &repos, &["--entrypoint", entrypoint]).await;
+    let out = output(&mut agent(
+        &t,
+        &repos,
+        images,
+        &wrapper,
+        &["--max-items", "1"],
+    ))
+    .await;
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("oops-from-the-container"), "streamed: {said}");
+    let (item, state, _) = items(&t).await.remove(0);
+    assert_eq!(state, "FAILED", "{said}");
+    let error = t
+        .client
+        .item_details(&item)
+        .await
+        .unwrap()
+        .unwrap()
+        .error
+        .expect("a failure");
+    assert_eq!(error.stage, "run");
+    assert!(
+        error.message.contains("exited with status 3")
+            && error.message.contains("oops-from-the-container"),
+        "{}",
+        error.message
+    );
+}

@@ -237,6 +237,8 @@ async fn an_agent_container_stopped_mid_job_requeues_it_for_the_next_one() {
         .await;
     let first = stack.agent(&["--queue", QUEUE]);
     let run_id = stack.running_run().await;
+    // The image's HEALTHCHECK command, run now rather than after its start period.
+    docker(&["exec", &first, "mlwf", "agent", "--healthcheck"]);
     let checkpoint = ArtifactRef {
         entity: Some(ENTITY.into()),
         project: Some(PROJECT.into()),
