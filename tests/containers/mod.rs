@@ -9,7 +9,9 @@ mod runner;
 mod two_containers;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use crate::launch::text as said;
 use std::sync::OnceLock;
 
 /// The agent image under test, and the base it was built on.
@@ -82,15 +84,6 @@ fn base_image(kind: &str) -> Result<String, String> {
         Some(3) => Err(stderr.trim().to_owned()),
         _ => panic!("scripts/base-image.sh {kind}: {}", said(&out)),
     }
-}
-
-pub fn said(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// `docker ARGS`; panics with what docker said unless it succeeds; returns stdout, trimmed.

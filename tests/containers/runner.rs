@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use mlwf::experiment::keys;
 use mlwf::wandb::launch::{LaunchSpec, Overrides};
-use mlwf::wandb::ArtifactRef;
 use serde_json::{json, Value};
 
 use super::{docker, images, labelled, Images};
 use crate::launch::{
-    agent_command, eventually, items, mlwf, output, run, text, Repos, QUEUE, QUICK_TRAIN,
+    agent_command, ended, eventually, first_checkpoint, items, mlwf, output, run, stop_from_ui,
+    text, Repos, QUEUE, QUICK_TRAIN,
 };
 use crate::util::{Fixture, ENTITY, KEY, PROJECT};
 
@@ -78,18 +78,47 @@ async fn launch(t: &Fixture, repos: &Repos, args: &[&str]) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-fn agent(
-    t: &Fixture,
-    repos: &Repos,
-    images: &Images,
-    docker: &Path,
-    args: &[&str],
-) -> tokio::process::Command {
-    let mut all = vec!["--image", &images.agent, "--grace", "5s"];
-    all.extend_from_slice(args);
-    let mut command = agent_command(t, repos, &all);
-    command.env("MLWF_DOCKER", docker);
-    command
+/// A fixture with a `local-container` queue, a pushed repository, the recording docker, and
+/// the job containers removed at the end.
+struct Case {
+    _containers: JobContainers,
+    images: &'static Images,
+    t: Fixture,
+    repos: Repos,
+    log: PathBuf,
+    wrapper: PathBuf,
+}
+
+impl Case {
+    async fn start() -> Option<Case> {
+        let images = images()?;
+        let t = Fixture::start().await;
+        let repos = setup(&t).await;
+        let log = t.dir.path().join("docker.log");
+        let wrapper = recording_docker(t.dir.path(), &log);
+        Some(Case {
+            _containers: JobContainers::of(&t),
+            images,
+            t,
+            repos,
+            log,
+            wrapper,
+        })
+    }
+
+    /// `mlwf agent` with the agent image as default, a short grace and the recording docker.
+    fn agent(&self, args: &[&str]) -> tokio::process::Command {
+        let mut all = vec!["--image", &self.images.agent, "--grace", "5s"];
+        all.extend_from_slice(args);
+        let mut command = agent_command(&self.t, &self.repos, &all);
+        command.env("MLWF_DOCKER", &self.wrapper);
+        command
+    }
+
+    /// The docker commands the agent ran, one a line.
+    fn recorded(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
 }
 
 /// The runs of the claimed items, once `count` of them run.
@@ -111,14 +140,10 @@ async fn running_runs(t: &Fixture, count: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
-    let Some(images) = images() else {
+    let Some(case) = Case::start().await else {
         return;
     };
-    let t = Fixture::start().await;
-    let _containers = JobContainers::of(&t);
-    let repos = setup(&t).await;
-    let log = t.dir.path().join("docker.log");
-    let wrapper = recording_docker(t.dir.path(), &log);
+    let Case { t, repos, .. } = &case;
     let entrypoint = "sh -c 'echo inside uid=$(id -u) pwd=$(pwd) key-chars=${#WANDB_API_KEY} \
          cuda=${CUDA_VISIBLE_DEVICES:-unset}; env | grep ^WANDB_ | sort; exec mlwf train'";
     for _ in 0..2 {
@@ -128,22 +153,17 @@ async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
             "--set",
             "optim.max_iters=100000",
         ];
-        launch(&t, &repos, &args).await;
+        launch(t, repos, &args).await;
     }
-    let agent = agent(
-        &t,
-        &repos,
-        images,
-        &wrapper,
-        &["--gpus", "0,1", "--max-items", "2"],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let runs = running_runs(&t, 2).await;
+    let agent = case
+        .agent(&["--gpus", "0,1", "--max-items", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let runs = running_runs(t, 2).await;
 
-    let recorded = std::fs::read_to_string(&log).unwrap();
+    let recorded = case.recorded();
     assert!(!recorded.contains(KEY), "{recorded}");
     let devices: BTreeSet<String> = recorded
         .lines()
@@ -171,16 +191,8 @@ async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
     }
 
     for id in &runs {
-        let storage_id = run(&t, id).await.unwrap()["storage_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
         let stopped = Instant::now();
-        t.gql(
-            "mutation($id: ID!) { stopRun(input: {id: $id}) { success } }",
-            json!({"id": storage_id}),
-        )
-        .await;
+        stop_from_ui(t, id).await;
         eventually(Duration::from_secs(10), "the container to go", || async {
             labelled("mlwf.run", id).is_empty().then_some(())
         })
@@ -191,10 +203,7 @@ async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
         );
     }
 
-    let out = tokio::time::timeout(Duration::from_secs(60), agent.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = ended(agent).await;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(!said.contains(KEY), "{said}");
@@ -223,17 +232,13 @@ async fn container_jobs_get_their_env_their_own_gpus_and_stop_from_the_ui() {
 
 #[tokio::test]
 async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_requeues() {
-    let Some(images) = images() else {
+    let Some(case) = Case::start().await else {
         return;
     };
-    let t = Fixture::start().await;
-    let _containers = JobContainers::of(&t);
-    let repos = setup(&t).await;
-    let log = t.dir.path().join("docker.log");
-    let wrapper = recording_docker(t.dir.path(), &log);
+    let Case { t, repos, .. } = &case;
     launch(
-        &t,
-        &repos,
+        t,
+        repos,
         &[
             "--set",
             "optim.max_iters=400",
@@ -242,22 +247,14 @@ async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_reque
         ],
     )
     .await;
-    let mut first = agent(&t, &repos, images, &wrapper, &[])
+    let mut first = case
+        .agent(&[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let run_id = running_runs(&t, 1).await.remove(0);
-    let checkpoint = ArtifactRef {
-        entity: Some(ENTITY.into()),
-        project: Some(PROJECT.into()),
-        name: keys::checkpoint_artifact(&run_id),
-        alias: "latest".into(),
-    };
-    eventually(Duration::from_secs(60), "a first checkpoint", || async {
-        t.client.artifact(&checkpoint).await.ok()
-    })
-    .await;
+    let run_id = running_runs(t, 1).await.remove(0);
+    first_checkpoint(&t.client, &run_id).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
     assert_eq!(
@@ -266,18 +263,11 @@ async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_reque
         "the container outlives its agent"
     );
 
-    let second = output(&mut agent(
-        &t,
-        &repos,
-        images,
-        &wrapper,
-        &["--max-items", "1"],
-    ))
-    .await;
+    let second = output(&mut case.agent(&["--max-items", "1"])).await;
     let said = text(&second);
     assert!(second.status.success(), "{said}");
     assert!(said.contains("left by an agent that is gone"), "{said}");
-    let resumed = run(&t, &run_id).await.unwrap();
+    let resumed = run(t, &run_id).await.unwrap();
     assert_eq!(resumed["state"], "finished", "{resumed}\n{said}");
     assert!(
         resumed["config"][keys::config::RESUMED_STEP]
@@ -287,7 +277,7 @@ async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_reque
         "{resumed}"
     );
     assert_eq!(resumed["summary"][keys::metric::TRAIN_STEPS], json!(400));
-    let claimed: Vec<Value> = items(&t)
+    let claimed: Vec<Value> = items(t)
         .await
         .into_iter()
         .filter(|(_, _, r)| r.as_deref() == Some(run_id.as_str()))
@@ -303,14 +293,10 @@ async fn an_agent_killed_outright_leaves_containers_the_next_one_stops_and_reque
 
 #[tokio::test]
 async fn an_image_only_item_runs_the_image_with_its_entrypoint_replaced() {
-    let Some(images) = images() else {
+    let Some(case) = Case::start().await else {
         return;
     };
-    let t = Fixture::start().await;
-    let _containers = JobContainers::of(&t);
-    let repos = setup(&t).await;
-    let log = t.dir.path().join("docker.log");
-    let wrapper = recording_docker(t.dir.path(), &log);
+    let Case { images, t, .. } = &case;
     let mut train = vec!["mlwf".to_owned(), "train".to_owned()];
     train.extend(QUICK_TRAIN.iter().map(|s| (*s).to_owned()));
     let spec = LaunchSpec {
@@ -327,24 +313,17 @@ async fn an_image_only_item_runs_the_image_with_its_entrypoint_replaced() {
         .push_to_queue(ENTITY, QUEUE, &spec, None)
         .await
         .unwrap();
-    let out = output(&mut agent(
-        &t,
-        &repos,
-        images,
-        &wrapper,
-        &["--max-items", "1"],
-    ))
-    .await;
+    let out = output(&mut case.agent(&["--max-items", "1"])).await;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains(&format!("in image {}", images.agent)),
         "{said}"
     );
-    let (_, _, run_id) = items(&t).await.remove(0);
-    let finished = run(&t, &run_id.unwrap()).await.unwrap();
+    let (_, _, run_id) = items(t).await.remove(0);
+    let finished = run(t, &run_id.unwrap()).await.unwrap();
     assert_eq!(finished["state"], "finished", "{finished}\n{said}");
-    let recorded = std::fs::read_to_string(&log).unwrap();
+    let recorded = case.recorded();
     let line = recorded.lines().find(|l| l.starts_with("run ")).unwrap();
     assert!(
         !line.contains("--volume") && !line.contains("--workdir"),
@@ -354,39 +333,33 @@ async fn an_image_only_item_runs_the_image_with_its_entrypoint_replaced() {
 
 #[tokio::test]
 async fn the_agents_sigterm_stops_its_containers_and_requeues_their_items() {
-    let Some(images) = images() else {
+    let Some(case) = Case::start().await else {
         return;
     };
-    let t = Fixture::start().await;
-    let _containers = JobContainers::of(&t);
-    let repos = setup(&t).await;
-    let log = t.dir.path().join("docker.log");
-    let wrapper = recording_docker(t.dir.path(), &log);
-    launch(&t, &repos, &["--set", "optim.max_iters=100000"]).await;
-    let agent = agent(&t, &repos, images, &wrapper, &[])
+    let Case { t, repos, .. } = &case;
+    launch(t, repos, &["--set", "optim.max_iters=100000"]).await;
+    let agent = case
+        .agent(&[])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let run_id = running_runs(&t, 1).await.remove(0);
+    let run_id = running_runs(t, 1).await.remove(0);
     assert_eq!(labelled("mlwf.run", &run_id).len(), 1);
     crate::launch::signal(&agent, libc::SIGTERM);
-    let out = tokio::time::timeout(Duration::from_secs(60), agent.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    let out = ended(agent).await;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("requeued as item"), "{said}");
     assert!(labelled("mlwf.run", &run_id).is_empty(), "{said}");
-    let recorded = std::fs::read_to_string(&log).unwrap();
+    let recorded = case.recorded();
     assert!(
         recorded
             .lines()
             .any(|l| l.starts_with("stop --time 5 mlwf-")),
         "{recorded}"
     );
-    let pending = items(&t)
+    let pending = items(t)
         .await
         .into_iter()
         .filter(|(_, s, _)| s == "PENDING")
@@ -396,28 +369,17 @@ async fn the_agents_sigterm_stops_its_containers_and_requeues_their_items() {
 
 #[tokio::test]
 async fn a_failing_container_job_fails_its_item_with_the_containers_last_output() {
-    let Some(images) = images() else {
+    let Some(case) = Case::start().await else {
         return;
     };
-    let t = Fixture::start().await;
-    let _containers = JobContainers::of(&t);
-    let repos = setup(&t).await;
-    let log = t.dir.path().join("docker.log");
-    let wrapper = recording_docker(t.dir.path(), &log);
+    let Case { t, repos, .. } = &case;
     let entrypoint = "sh -c 'echo oops-from-the-container >&2; exit 3'";
-    launch(&t, &repos, &["--entrypoint", entrypoint]).await;
-    let out = output(&mut agent(
-        &t,
-        &repos,
-        images,
-        &wrapper,
-        &["--max-items", "1"],
-    ))
-    .await;
+    launch(t, repos, &["--entrypoint", entrypoint]).await;
+    let out = output(&mut case.agent(&["--max-items", "1"])).await;
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(said.contains("oops-from-the-container"), "streamed: {said}");
-    let (item, state, _) = items(&t).await.remove(0);
+    let (item, state, _) = items(t).await.remove(0);
     assert_eq!(state, "FAILED", "{said}");
     let error = t
         .client

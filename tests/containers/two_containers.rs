@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use mlwf::experiment::keys;
-use mlwf::wandb::{ArtifactRef, Client};
+use mlwf::wandb::Client;
 use serde_json::{json, Value};
 
 use super::{docker, env_file, images, Cleanup, Images};
-use crate::launch::{eventually, output, text, Repos, QUEUE, QUICK_TRAIN};
+use crate::launch::{eventually, first_checkpoint, output, text, Repos, QUEUE, QUICK_TRAIN};
 use crate::util::{self, ENTITY, KEY, PROJECT};
 
 /// A server container on its own network, reachable from the host on a loopback port.
@@ -153,6 +153,18 @@ impl<'a> Stack<'a> {
         self.client.run(ENTITY, PROJECT, id).await.unwrap()
     }
 
+    /// The run of the first item of `queue`; `said` (the agent's output) explains a failure.
+    async fn first_run(&self, queue: &str, said: &str) -> mlwf::wandb::RunInfo {
+        let items = self.client.queue_items(ENTITY, queue).await.unwrap();
+        let run_id = items[0]
+            .associated_run_id
+            .clone()
+            .unwrap_or_else(|| panic!("no run: {items:?}\n{said}"));
+        self.run(&run_id)
+            .await
+            .unwrap_or_else(|| panic!("run {run_id} does not exist\n{said}"))
+    }
+
     /// The run of the queue's claimed item, once it runs.
     async fn running_run(&self) -> String {
         eventually(Duration::from_secs(90), "a running run", || async {
@@ -207,15 +219,7 @@ async fn a_job_launched_from_the_host_runs_in_the_agent_container() {
     let (status, said) = exited(&agent, Duration::from_secs(180)).await;
     assert_eq!(status, 0, "{said}");
     assert!(!said.contains(KEY), "{said}");
-    let items = stack.client.queue_items(ENTITY, QUEUE).await.unwrap();
-    let run_id = items[0]
-        .associated_run_id
-        .clone()
-        .unwrap_or_else(|| panic!("no run: {items:?}\n{said}"));
-    let run = stack
-        .run(&run_id)
-        .await
-        .unwrap_or_else(|| panic!("run {run_id} does not exist\n{said}"));
+    let run = stack.first_run(QUEUE, &said).await;
     assert_eq!(run.state.as_str(), "finished", "{said}");
     assert_eq!(run.config.get("branch"), Some(&json!("feat-x")));
     assert_eq!(run.commit.as_deref(), Some(stack.repos.feat_x.as_str()));
@@ -239,16 +243,7 @@ async fn an_agent_container_stopped_mid_job_requeues_it_for_the_next_one() {
     let run_id = stack.running_run().await;
     // The image's HEALTHCHECK command, run now rather than after its start period.
     docker(&["exec", &first, "mlwf", "agent", "--healthcheck"]);
-    let checkpoint = ArtifactRef {
-        entity: Some(ENTITY.into()),
-        project: Some(PROJECT.into()),
-        name: keys::checkpoint_artifact(&run_id),
-        alias: "latest".into(),
-    };
-    eventually(Duration::from_secs(60), "a first checkpoint", || async {
-        stack.client.artifact(&checkpoint).await.ok()
-    })
-    .await;
+    first_checkpoint(&stack.client, &run_id).await;
     docker(&["stop", "--time", "60", &first]);
     let (status, said) = exited(&first, Duration::from_secs(10)).await;
     assert_eq!(status, 0, "{said}");
@@ -335,15 +330,8 @@ async fn an_agent_container_with_the_docker_socket_runs_jobs_as_sibling_containe
     );
     let (status, said) = exited(&agent, Duration::from_secs(180)).await;
     assert_eq!(status, 0, "{said}");
-    let items = stack.client.queue_items(ENTITY, queue).await.unwrap();
-    let run_id = items[0]
-        .associated_run_id
-        .clone()
-        .unwrap_or_else(|| panic!("no run: {items:?}\n{said}"));
-    let run = stack
-        .run(&run_id)
-        .await
-        .unwrap_or_else(|| panic!("run {run_id} does not exist\n{said}"));
+    let run = stack.first_run(queue, &said).await;
+    let run_id = run.id.clone();
     assert_eq!(run.state.as_str(), "finished", "{said}");
     assert_eq!(run.commit.as_deref(), Some(stack.repos.feat_x.as_str()));
     assert!(

@@ -9,12 +9,11 @@ use std::time::{Duration, Instant};
 use mlwf::experiment::keys;
 use mlwf::server::Tuning;
 use mlwf::wandb::launch::LaunchSpec;
-use mlwf::wandb::ArtifactRef;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{
-    agent_command, create_queue, eventually, items, mlwf, output, run, signal, text, Repos, QUEUE,
-    QUICK_TRAIN,
+    agent_command, create_queue, eventually, first_checkpoint, items, mlwf, output, run, signal,
+    stop_from_ui, text, Repos, QUEUE, QUICK_TRAIN,
 };
 use crate::util::{Fixture, ENTITY, PROJECT};
 
@@ -64,16 +63,8 @@ async fn a_stop_from_the_ui_ends_the_job_within_seconds() {
     launch(&t, &repos, &["--set", "optim.max_iters=100000"]).await;
     let mut agent = agent(&t, &repos, &["--max-items", "1"]);
     let run_id = running_run(&t).await;
-    let storage_id = run(&t, &run_id).await.unwrap()["storage_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let stopped_at = Instant::now();
-    t.gql(
-        "mutation($id: ID!) { stopRun(input: {id: $id}) { success } }",
-        json!({"id": storage_id}),
-    )
-    .await;
+    stop_from_ui(&t, &run_id).await;
     let status = tokio::time::timeout(Duration::from_secs(30), agent.wait())
         .await
         .unwrap()
@@ -105,16 +96,7 @@ async fn an_agent_stopped_mid_job_requeues_it_and_the_next_one_resumes_the_run()
     launch(&t, &repos, &args).await;
     let first = agent(&t, &repos, &[]);
     let run_id = running_run(&t).await;
-    let checkpoint = ArtifactRef {
-        entity: Some(ENTITY.into()),
-        project: Some(PROJECT.into()),
-        name: keys::checkpoint_artifact(&run_id),
-        alias: "latest".into(),
-    };
-    eventually(Duration::from_secs(60), "a first checkpoint", || async {
-        t.client.artifact(&checkpoint).await.ok()
-    })
-    .await;
+    first_checkpoint(&t.client, &run_id).await;
     signal(&first, libc::SIGTERM);
     let out = tokio::time::timeout(Duration::from_secs(60), first.wait_with_output())
         .await

@@ -255,6 +255,41 @@ pub async fn run(t: &Fixture, id: &str) -> Option<Value> {
     }))
 }
 
+/// Waits until run `run_id` has logged its first checkpoint through `client`.
+pub async fn first_checkpoint(client: &mlwf::wandb::Client, run_id: &str) {
+    let checkpoint = mlwf::wandb::ArtifactRef {
+        entity: Some(ENTITY.into()),
+        project: Some(PROJECT.into()),
+        name: mlwf::experiment::keys::checkpoint_artifact(run_id),
+        alias: "latest".into(),
+    };
+    eventually(Duration::from_secs(60), "a first checkpoint", || async {
+        client.artifact(&checkpoint).await.ok()
+    })
+    .await;
+}
+
+/// Presses Stop on run `id` in the W&B UI (the `stopRun` mutation).
+pub async fn stop_from_ui(t: &Fixture, id: &str) {
+    let storage_id = run(t, id).await.expect("the run")["storage_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.gql(
+        "mutation($id: ID!) { stopRun(input: {id: $id}) { success } }",
+        json!({"id": storage_id}),
+    )
+    .await;
+}
+
+/// Waits (at most a minute) for a child started with piped output and returns what it said.
+pub async fn ended(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the command ended in time")
+        .expect("the command ran")
+}
+
 /// SIGTERM or SIGINT to a child process.
 pub fn signal(child: &tokio::process::Child, signal: i32) {
     let pid = child.id().expect("a running child") as i32;

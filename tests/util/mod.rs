@@ -98,6 +98,24 @@ macro_rules! row {
     };
 }
 
+/// A tool the test venv carries (`scripts/requirements-test.txt`): beside `MLWF_PYTHON`, else in
+/// `.venv/bin/`. `None` (the test is skipped, and says so) when it is missing, unless
+/// `MLWF_REQUIRE_PYTHON` is set, as `scripts/test.sh` does.
+pub fn venv_tool(name: &str) -> Option<PathBuf> {
+    let bin_dir = std::env::var_os("MLWF_PYTHON")
+        .map(PathBuf::from)
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin"));
+    let tool = bin_dir.join(name);
+    if tool.exists() {
+        return Some(tool);
+    }
+    let why = format!("no {name} at {} (run scripts/test.sh)", tool.display());
+    assert!(std::env::var_os("MLWF_REQUIRE_PYTHON").is_none(), "{why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
 /// The Python interpreter with the official `wandb` SDK: `MLWF_PYTHON`, else `.venv/bin/python`.
 /// `None` (the test is skipped, and says so) when it is missing, unless `MLWF_REQUIRE_PYTHON`
 /// is set, as `scripts/test.sh` does, where a missing SDK fails the test instead.
