@@ -70,6 +70,9 @@ pub enum Command {
     /// W&B Launch queues: list, create, show items, cancel.
     #[command(subcommand)]
     Queue(QueueCommand),
+    /// Runs: list, tag, untag, note, stop, delete.
+    #[command(subcommand)]
+    Runs(RunsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +253,126 @@ pub struct TrainArgs {
 pub enum ResultsCommand {
     /// State, config and summary metrics of one run.
     Summary(SummaryArgs),
+    /// Runs, newest first: id, state, branch, the primary metric, tags.
+    List(ListArgs),
+    /// Each branch's latest ended run against the baseline (or `--against` another branch),
+    /// with the PR report's verdict and noise band.
+    Compare(CompareArgs),
+    /// A run's console output.
+    Logs(LogsArgs),
+    /// A run's logged metrics, step by step.
+    History(HistoryArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Runs, newest first (the same list as `mlwf results list`).
+    List(ListArgs),
+    /// Add tags to runs.
+    Tag(RunTagArgs),
+    /// Remove tags from runs.
+    Untag(RunTagArgs),
+    /// Set a run's notes.
+    Note(RunNoteArgs),
+    /// Ask runs to stop (the W&B Stop button: the trainer and the agent honour it).
+    Stop(RunsArgs),
+    /// Delete runs (with their files; `--with-artifacts` deletes the artifacts they logged).
+    Delete(RunDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only the runs whose `config.branch` is this branch.
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Only runs in this state: running, finished, failed, crashed, killed, preempted.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// The metric shown for each run.
+    #[arg(long, env = "MLWF_METRIC", default_value = crate::experiment::keys::metric::VAL_LOSS)]
+    pub metric: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// A branch to compare (repeatable) [default: every branch with runs but the baseline's].
+    #[arg(long = "branch")]
+    pub branches: Vec<String>,
+    /// Judge head to head against this branch's latest finished run instead of the baseline.
+    #[arg(long)]
+    pub against: Option<String>,
+    #[command(flatten)]
+    pub judging: JudgingArgs,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Run id.
+    pub run: String,
+    /// Only the last N lines.
+    #[arg(long)]
+    pub tail: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Run id.
+    pub run: String,
+    /// Only these metrics, e.g. `--keys train/loss,val/loss` [default: every logged metric].
+    #[arg(long, value_delimiter = ',')]
+    pub keys: Vec<String>,
+    /// Print CSV (a header, then a row per step).
+    #[arg(long, conflicts_with = "json")]
+    pub csv: bool,
+    /// Print JSON lines, one object per step.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Run ids.
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// Say what would change, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunTagArgs {
+    #[command(flatten)]
+    pub runs: RunsArgs,
+    /// The tag (repeatable).
+    #[arg(long = "tag", required = true)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunNoteArgs {
+    #[command(flatten)]
+    pub runs: RunsArgs,
+    /// The notes (replacing the run's).
+    #[arg(long)]
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunDeleteArgs {
+    #[command(flatten)]
+    pub runs: RunsArgs,
+    /// Also delete the artifacts the runs logged (checkpoints, tables).
+    #[arg(long)]
+    pub with_artifacts: bool,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +389,25 @@ pub struct SummaryArgs {
     pub json: bool,
 }
 
+/// How a run is judged against the baseline: the same flags for the PR report and the loop
+/// commands, so that both give one verdict.
+#[derive(Debug, Args, Clone)]
+pub struct JudgingArgs {
+    /// Primary metric of the verdict.
+    #[arg(long, env = "MLWF_METRIC", default_value = crate::experiment::keys::metric::VAL_LOSS)]
+    pub metric: String,
+    /// Which way the primary metric improves.
+    #[arg(long, env = "MLWF_DIRECTION", default_value = "lower")]
+    pub direction: Direction,
+    /// Relative change treated as noise when the baseline has a single seed (0.01 = 1%); with
+    /// several seeds the band is at least twice their standard deviation.
+    #[arg(long, env = "MLWF_NOISE_THRESHOLD", default_value_t = 0.01)]
+    pub noise_threshold: f64,
+    /// Branch whose latest finished run is the baseline (a run tagged `baseline` wins).
+    #[arg(long = "baseline", alias = "baseline-branch", env = "MLWF_BASELINE_BRANCH", default_value = crate::experiment::baseline::DEFAULT_BRANCH)]
+    pub baseline_branch: String,
+}
+
 /// `mlwf analyze`: the GitHub Action's entry point, also run by hand.
 #[derive(Debug, Args, Clone)]
 pub struct AnalyzeArgs {
@@ -279,19 +421,8 @@ pub struct AnalyzeArgs {
     /// Print the report markdown instead of posting it (nothing is changed anywhere).
     #[arg(long)]
     pub dry_run: bool,
-    /// Primary metric of the verdict.
-    #[arg(long, env = "MLWF_METRIC", default_value = crate::experiment::keys::metric::VAL_LOSS)]
-    pub metric: String,
-    /// Which way the primary metric improves.
-    #[arg(long, env = "MLWF_DIRECTION", default_value = "lower")]
-    pub direction: Direction,
-    /// Relative change treated as noise when the baseline has a single seed (0.01 = 1%); with
-    /// several seeds the band is at least twice their standard deviation.
-    #[arg(long, env = "MLWF_NOISE_THRESHOLD", default_value_t = 0.01)]
-    pub noise_threshold: f64,
-    /// Branch whose latest finished run is the baseline (a run tagged `baseline` wins).
-    #[arg(long, env = "MLWF_BASELINE_BRANCH", default_value = crate::experiment::baseline::DEFAULT_BRANCH)]
-    pub baseline_branch: String,
+    #[command(flatten)]
+    pub judging: JudgingArgs,
     /// Runs reported at most per job; older ones wait for the next job.
     #[arg(long, default_value_t = 20)]
     pub max_runs: usize,

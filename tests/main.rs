@@ -11,6 +11,7 @@ mod cli;
 mod containers;
 mod interop;
 mod launch;
+mod results;
 mod server;
 mod train;
 mod wandb;

@@ -5,14 +5,13 @@ use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
 
-use super::{env, print, store_settings};
+use super::{env, judging, print, store_settings};
 use crate::analyze::event::{self, Dispatch};
 use crate::analyze::facts::{self, Project};
 use crate::analyze::llm::Claude;
 use crate::analyze::{self, Options};
 use crate::cli::{AnalyzeArgs, StoreArgs};
 use crate::connect::{self, Purpose};
-use crate::experiment::verdict::Judging;
 use crate::github::actions::Actions;
 use crate::github::{GitHub, Repo};
 use crate::secrets::{self, Redactor, Secret};
@@ -68,12 +67,8 @@ pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCod
         }
     }
     let options = Options {
-        judging: Judging {
-            metric: args.metric.clone(),
-            direction: args.direction,
-            noise_threshold: args.noise_threshold,
-        },
-        baseline_branch: args.baseline_branch.clone(),
+        judging: judging(&args.judging),
+        baseline_branch: args.judging.baseline_branch.clone(),
         run: args.run.clone(),
         dispatch,
         max_runs: args.max_runs,

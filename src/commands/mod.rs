@@ -12,6 +12,7 @@ pub mod bench;
 pub mod launch;
 pub mod queue;
 pub mod results;
+pub mod runs;
 pub mod server;
 pub mod train;
 
@@ -19,7 +20,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, ResultsCommand, StoreArgs};
+use crate::cli::{Cli, Command, JudgingArgs, ResultsCommand, StoreArgs};
 use crate::connect::{StoreSettings, DEFAULT_PROJECT};
 
 /// Runs the command line's command; `main` owns the process exit.
@@ -28,7 +29,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Train(args) => train::run(store, args).await,
         Command::Server(args) => server::run(args).await,
-        Command::Results(ResultsCommand::Summary(args)) => results::summary(store, args).await,
+        Command::Results(command) => match command {
+            ResultsCommand::Summary(args) => results::summary(store, args).await,
+            ResultsCommand::List(args) => results::list(store, args).await,
+            ResultsCommand::Compare(args) => results::compare(store, args).await,
+            ResultsCommand::Logs(args) => results::logs(store, args).await,
+            ResultsCommand::History(args) => results::history(store, args).await,
+        },
+        Command::Runs(command) => runs::run(store, command).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Analyze(args) => analyze::run(store, *args).await,
         Command::Launch(args) => launch::run(store, args).await,
@@ -61,6 +69,15 @@ fn store_settings(
             .store
             .clone()
             .or_else(|| env("MLWF_STORE").map(PathBuf::from)),
+    }
+}
+
+/// The verdict's settings from their flags.
+fn judging(args: &JudgingArgs) -> crate::experiment::verdict::Judging {
+    crate::experiment::verdict::Judging {
+        metric: args.metric.clone(),
+        direction: args.direction,
+        noise_threshold: args.noise_threshold,
     }
 }
 

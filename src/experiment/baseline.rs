@@ -35,34 +35,55 @@ pub async fn find(
     metric: &str,
     exclude: &str,
 ) -> anyhow::Result<Option<Baseline>> {
-    let finished = |filter: Value| {
-        RunQuery::new()
-            .filters(json!({"$and": [filter, {"state": "finished"}]}))
-            .order("-created_at")
-            .limit(CANDIDATES)
-    };
+    let tagged = RunQuery::new()
+        .filters(json!({"$and": [{"tags": {"$in": [BASELINE_TAG]}}, {"state": "finished"}]}))
+        .order("-created_at")
+        .limit(CANDIDATES);
     let tagged = client
-        .runs(
-            entity,
-            project,
-            &finished(json!({"tags": {"$in": [BASELINE_TAG]}})),
-        )
+        .runs(entity, project, &tagged)
         .await
         .context("looking for a run tagged baseline")?;
-    let of_branch = client
-        .runs(
-            entity,
-            project,
-            &finished(json!({ config::filter_path(config::BRANCH): branch })),
-        )
-        .await
-        .with_context(|| format!("listing the finished runs of branch {branch:?}"))?;
+    let of_branch = finished_of_branch(client, entity, project, branch).await?;
     let candidates: Vec<RunInfo> = tagged
         .into_iter()
         .chain(of_branch)
         .filter(|r| r.id != exclude)
         .collect();
     Ok(choose(candidates, metric))
+}
+
+/// The latest finished run of `branch` and its seeds, whatever is tagged `baseline`: the other
+/// side of a head-to-head comparison.
+pub async fn of_branch(
+    client: &Client,
+    entity: &str,
+    project: &str,
+    branch: &str,
+    metric: &str,
+    exclude: &str,
+) -> anyhow::Result<Option<Baseline>> {
+    let mut candidates = finished_of_branch(client, entity, project, branch).await?;
+    candidates.retain(|r| r.id != exclude);
+    Ok(choose(candidates, metric))
+}
+
+async fn finished_of_branch(
+    client: &Client,
+    entity: &str,
+    project: &str,
+    branch: &str,
+) -> anyhow::Result<Vec<RunInfo>> {
+    let query = RunQuery::new()
+        .filters(json!({"$and": [
+            { config::filter_path(config::BRANCH): branch },
+            {"state": "finished"},
+        ]}))
+        .order("-created_at")
+        .limit(CANDIDATES);
+    client
+        .runs(entity, project, &query)
+        .await
+        .with_context(|| format!("listing the finished runs of branch {branch:?}"))
 }
 
 /// The first candidate, with the seeds among the candidates that ran the same code.

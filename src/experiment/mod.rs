@@ -3,13 +3,13 @@
 //! baseline (`baseline`), and the verdict of a run against it (`verdict`).
 
 pub mod baseline;
+pub mod compare;
 pub mod keys;
 pub mod verdict;
 
 use serde_json::json;
 
 use crate::wandb::{RunQuery, RunState};
-use keys::config;
 
 /// The tag a run gets once its report is posted.
 pub const REPORTED_TAG: &str = "mlwf:reported";
@@ -30,8 +30,13 @@ pub fn unreported(limit: usize) -> RunQuery {
 
 /// The latest run of `branch`, in any state.
 pub fn latest_of_branch(branch: &str) -> RunQuery {
+    runs(Some(branch), None, 1)
+}
+
+/// The newest `limit` runs, of `branch` and in `state` where given.
+pub fn runs(branch: Option<&str>, state: Option<&str>, limit: usize) -> RunQuery {
     RunQuery::new()
-        .filters(json!({ config::filter_path(config::BRANCH): branch }))
+        .filters(compare::filters(branch, state))
         .order("-created_at")
-        .limit(1)
+        .limit(limit)
 }

@@ -158,7 +158,7 @@ impl Default for Judging {
 }
 
 /// The primary metric of a run against the baseline's seeds.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Comparison {
     pub verdict: Verdict,
     pub value: Option<f64>,
@@ -223,7 +223,7 @@ pub fn compare(run: &Row, seeds: &[f64], judging: &Judging) -> Comparison {
 }
 
 /// One line of the key-metrics table.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MetricRow {
     pub key: String,
     pub baseline: Option<f64>,

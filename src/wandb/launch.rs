@@ -15,7 +15,7 @@ use super::graphql::{
     Operation, ACK_RUN_QUEUE_ITEM, CREATE_DEFAULT_RESOURCE_CONFIG, CREATE_LAUNCH_AGENT,
     CREATE_RUN_QUEUE, DELETE_FROM_RUN_QUEUE, DELETE_RUN, FAIL_RUN_QUEUE_ITEM, GET_RUN_QUEUE_ITEM,
     GET_RUN_QUEUE_ITEMS, LAUNCH_AGENT, POP_FROM_RUN_QUEUE, PROJECT_RUN_QUEUES,
-    PUSH_TO_RUN_QUEUE_BY_NAME, RUN_STOPPED_STATUS, UPDATE_LAUNCH_AGENT,
+    PUSH_TO_RUN_QUEUE_BY_NAME, RUN_STOPPED_STATUS, STOP_RUN, UPDATE_LAUNCH_AGENT,
     UPDATE_RUN_QUEUE_ITEM_WARNING, UPDATE_RUN_STATE,
 };
 
@@ -714,6 +714,13 @@ impl Client {
             .pointer("/project/run/stopped")
             .and_then(Value::as_bool)
             .unwrap_or(false))
+    }
+
+    /// Sets a run's stop flag (by its storage id), as the UI's Stop button does: the trainer
+    /// and the agents poll it.
+    pub async fn stop_run(&self, storage_id: &str) -> Result<bool> {
+        self.succeed(&STOP_RUN, "stopRun", json!({ "id": storage_id }))
+            .await
     }
 
     /// Deletes a run (by its storage id), keeping the artifacts it logged unless asked.

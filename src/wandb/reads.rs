@@ -300,6 +300,13 @@ impl Client {
         Ok(())
     }
 
+    /// Replaces the notes of an existing run, leaving every other field alone.
+    pub async fn set_run_notes(&self, run: &RunInfo, notes: &str) -> Result<()> {
+        let variables = json!({"id": run.storage_id, "notes": notes});
+        let _: Value = self.transport().graphql(&UPSERT_BUCKET, variables).await?;
+        Ok(())
+    }
+
     /// Every history row of a run in step order, paged by step range.
     pub async fn history(&self, entity: &str, project: &str, run_id: &str) -> Result<Vec<Row>> {
         #[derive(Deserialize)]

@@ -160,6 +160,10 @@ pub const DELETE_RUN: Operation = Operation {
     name: "DeleteRun",
     document: include_str!("delete_run.graphql"),
 };
+pub const STOP_RUN: Operation = Operation {
+    name: "StopRun",
+    document: include_str!("stop_run.graphql"),
+};
 pub const UPDATE_RUN_STATE: Operation = Operation {
     name: "UpdateRunState",
     document: include_str!("update_run_state.graphql"),
@@ -201,5 +205,6 @@ pub const ALL: &[Operation] = &[
     RUN_STOPPED_STATUS,
     DELETE_FROM_RUN_QUEUE,
     DELETE_RUN,
+    STOP_RUN,
     UPDATE_RUN_STATE,
 ];
