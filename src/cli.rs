@@ -73,6 +73,56 @@ pub enum Command {
     /// Runs: list, tag, untag, note, stop, delete.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Datasets as W&B artifacts: upload, download, list.
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DatasetsCommand {
+    /// Upload a file or a folder as a `dataset` artifact (a new version when it changed).
+    Upload(DatasetUploadArgs),
+    /// Download a dataset version, every file checked against its digest.
+    Download(DatasetDownloadArgs),
+    /// Every dataset version of the project.
+    List(DatasetListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetUploadArgs {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// The dataset's name (the artifact collection).
+    #[arg(long)]
+    pub name: String,
+    /// The split it is (`train`, `val`, `test`), kept in the metadata.
+    #[arg(long)]
+    pub split: Option<String>,
+    /// A description for the version.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Say what would be uploaded, and upload nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetDownloadArgs {
+    /// `[[entity/]project/]name[:alias]`, e.g. `tiny-text:v0` or `tiny-text:latest`.
+    pub reference: String,
+    /// Where the files go [default: ./<name>].
+    #[arg(long, short = 'o')]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DatasetListArgs {
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -161,6 +161,11 @@ async fn bind(
         .resolve_entity(settings.entity.as_deref())
         .await
         .with_context(|| format!("connecting to the {location}"))?;
+    // References that name no entity or project (`name:alias`) mean the store's.
+    let mut defaults = client.settings().clone();
+    defaults.entity = Some(entity.clone());
+    defaults.project = Some(settings.project.clone());
+    let client = Client::new(defaults).context("configuring the W&B client")?;
     Ok(Store {
         client,
         entity,
@@ -168,6 +173,22 @@ async fn bind(
         location,
         embedded,
     })
+}
+
+impl Store {
+    /// A run of this store's project with a fresh id and `job_type`: what a command that logs
+    /// an artifact by itself (a job, a dataset) logs it from.
+    pub async fn start_side_run(&self, job_type: &str) -> crate::wandb::Result<crate::wandb::Run> {
+        self.client
+            .start_run(crate::wandb::RunSpec {
+                entity: Some(self.entity.clone()),
+                project: Some(self.project.clone()),
+                id: Some(crate::wandb::random_id(crate::wandb::RUN_ID_LEN)),
+                job_type: Some(job_type.into()),
+                ..crate::wandb::RunSpec::default()
+            })
+            .await
+    }
 }
 
 /// Puts a `.gitignore` of `*` in the store, as Python virtual environments do, so that runs and

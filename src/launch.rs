@@ -15,7 +15,7 @@ use crate::wandb::launch::{
     ItemDetails, JobFile, LaunchSpec, Overrides, CLAIMED, FAILED, JOB_FILE, JOB_TYPE,
     REQUIREMENTS_FILE,
 };
-use crate::wandb::{random_id, safe_artifact_name, ArtifactSpec, RunSpec, RunState, RUN_ID_LEN};
+use crate::wandb::{safe_artifact_name, ArtifactSpec, RunState};
 
 /// The remote an experiment branch is pushed to.
 const REMOTE: &str = "origin";
@@ -211,14 +211,7 @@ async fn log_job(
         .context("writing the job's files")?;
 
     let run = store
-        .client
-        .start_run(RunSpec {
-            entity: Some(store.entity.clone()),
-            project: Some(store.project.clone()),
-            id: Some(random_id(RUN_ID_LEN)),
-            job_type: Some("cli_create_job".into()),
-            ..RunSpec::default()
-        })
+        .start_side_run("cli_create_job")
         .await
         .context("starting the run that logs the job")?;
     let logged = run

@@ -12,6 +12,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod connect;
+pub mod datasets;
 pub mod experiment;
 pub mod git;
 pub mod github;

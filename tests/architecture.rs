@@ -10,7 +10,7 @@ const CRATE_FLOORS: &[&[&str]] = &[
     &["git", "secrets", "retry"],
     &["wandb", "server", "github"],
     &["experiment", "connect"],
-    &["train", "analyze", "launch", "agent"],
+    &["train", "analyze", "launch", "agent", "datasets"],
     &["testkit"],
     &["bench"],
     &["cli"],

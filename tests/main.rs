@@ -9,6 +9,7 @@ mod analyze;
 mod architecture;
 mod cli;
 mod containers;
+mod datasets;
 mod interop;
 mod launch;
 mod results;

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod analyze;
 pub mod bench;
+pub mod datasets;
 pub mod launch;
 pub mod queue;
 pub mod results;
@@ -37,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ResultsCommand::History(args) => results::history(store, args).await,
         },
         Command::Runs(command) => runs::run(store, command).await,
+        Command::Datasets(command) => datasets::run(store, command).await,
         Command::Bench(command) => bench::run(command).await,
         Command::Analyze(args) => analyze::run(store, *args).await,
         Command::Launch(args) => launch::run(store, args).await,

@@ -18,7 +18,8 @@ use crate::wandb::connection::{Connection, Pager};
 use crate::wandb::error::{Error, Result};
 use crate::wandb::files::{check_relative_name, parse_url};
 use crate::wandb::graphql::{
-    ARTIFACT_FILE_URLS, ARTIFACT_MEMBERSHIP_BY_NAME, FETCH_ARTIFACT_MANIFEST, USE_ARTIFACT,
+    ARTIFACT_FILE_URLS, ARTIFACT_MEMBERSHIP_BY_NAME, FETCH_ARTIFACT_MANIFEST, PROJECT_ARTIFACTS,
+    USE_ARTIFACT,
 };
 use crate::wandb::ids::random_id;
 use crate::wandb::json::json_object;
@@ -58,6 +59,93 @@ impl Run {
 }
 
 impl Client {
+    /// Every version of every artifact of `artifact_type` in the project, collection by
+    /// collection, newest version first.
+    pub async fn artifact_versions(
+        &self,
+        entity: &str,
+        project: &str,
+        artifact_type: &str,
+    ) -> Result<Vec<ArtifactInfo>> {
+        #[derive(Deserialize)]
+        struct Data {
+            project: Option<Project>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Project {
+            artifact_type: Option<Type>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Type {
+            artifact_collections: Option<Connection<Collection>>,
+        }
+        #[derive(Deserialize)]
+        struct Collection {
+            name: String,
+            artifacts: Option<Connection<Version>>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Version {
+            id: String,
+            digest: String,
+            state: Option<String>,
+            version_index: Option<u32>,
+            size: Option<u64>,
+            file_count: Option<u64>,
+            description: Option<String>,
+            metadata: Option<Value>,
+            created_at: Option<String>,
+            #[serde(default)]
+            aliases: Vec<Alias>,
+        }
+        #[derive(Deserialize)]
+        struct Alias {
+            alias: String,
+        }
+
+        let variables = json!({"entity": entity, "project": project, "type": artifact_type});
+        let data: Data = self
+            .transport()
+            .graphql(&PROJECT_ARTIFACTS, variables)
+            .await?;
+        let collections = data
+            .project
+            .and_then(|p| p.artifact_type)
+            .and_then(|t| t.artifact_collections)
+            .into_iter()
+            .flat_map(Connection::nodes);
+        let mut versions = Vec::new();
+        for collection in collections {
+            let mut of_collection: Vec<ArtifactInfo> = collection
+                .artifacts
+                .into_iter()
+                .flat_map(Connection::nodes)
+                .map(|v| ArtifactInfo {
+                    id: v.id,
+                    entity: entity.to_owned(),
+                    project: project.to_owned(),
+                    name: collection.name.clone(),
+                    version_index: v.version_index,
+                    aliases: v.aliases.into_iter().map(|a| a.alias).collect(),
+                    digest: v.digest,
+                    state: v.state.unwrap_or_default(),
+                    artifact_type: Some(artifact_type.to_owned()),
+                    size: v.size.unwrap_or(0),
+                    file_count: v.file_count.unwrap_or(0),
+                    metadata: v.metadata.map(json_object).unwrap_or_default(),
+                    description: v.description,
+                    created_at: v.created_at.as_deref().and_then(parse_time),
+                })
+                .collect();
+            of_collection.sort_by_key(|v| std::cmp::Reverse(v.version_index));
+            versions.extend(of_collection);
+        }
+        Ok(versions)
+    }
+
     /// Resolves `reference` to an artifact version.
     pub async fn artifact(&self, reference: &ArtifactRef) -> Result<ArtifactInfo> {
         let (entity, project) = self.artifact_scope(reference).await?;

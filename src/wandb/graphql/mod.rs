@@ -160,6 +160,10 @@ pub const DELETE_RUN: Operation = Operation {
     name: "DeleteRun",
     document: include_str!("delete_run.graphql"),
 };
+pub const PROJECT_ARTIFACTS: Operation = Operation {
+    name: "ProjectArtifacts",
+    document: include_str!("project_artifacts.graphql"),
+};
 pub const STOP_RUN: Operation = Operation {
     name: "StopRun",
     document: include_str!("stop_run.graphql"),
@@ -206,5 +210,6 @@ pub const ALL: &[Operation] = &[
     DELETE_FROM_RUN_QUEUE,
     DELETE_RUN,
     STOP_RUN,
+    PROJECT_ARTIFACTS,
     UPDATE_RUN_STATE,
 ];
