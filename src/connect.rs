@@ -162,10 +162,7 @@ async fn bind(
         .await
         .with_context(|| format!("connecting to the {location}"))?;
     // References that name no entity or project (`name:alias`) mean the store's.
-    let mut defaults = client.settings().clone();
-    defaults.entity = Some(entity.clone());
-    defaults.project = Some(settings.project.clone());
-    let client = Client::new(defaults).context("configuring the W&B client")?;
+    let client = client.with_defaults(&entity, &settings.project);
     Ok(Store {
         client,
         entity,

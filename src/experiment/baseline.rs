@@ -117,27 +117,12 @@ mod tests {
     use crate::wandb::RunState;
 
     fn run(id: &str, commit: &str, loss: f64) -> RunInfo {
-        RunInfo {
-            storage_id: id.to_owned(),
-            id: id.to_owned(),
-            display_name: None,
-            state: RunState::Finished,
-            config: json!({ config::COMMIT: commit })
-                .as_object()
-                .cloned()
-                .unwrap(),
-            summary: json!({"val/loss": loss}).as_object().cloned().unwrap(),
-            tags: Vec::new(),
-            group: None,
-            job_type: None,
-            notes: None,
-            commit: None,
-            created_at: None,
-            heartbeat_at: None,
-            history_line_count: 0,
-            last_step: None,
-            exit_code: None,
-        }
+        crate::experiment::test_run(
+            id,
+            RunState::Finished,
+            json!({ config::COMMIT: commit }),
+            json!({"val/loss": loss}),
+        )
     }
 
     #[test]

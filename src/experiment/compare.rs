@@ -4,7 +4,6 @@
 
 use anyhow::{bail, Context};
 use serde::Serialize;
-use serde_json::json;
 
 use super::baseline::{self, Baseline};
 use super::keys::config;
@@ -184,47 +183,19 @@ pub fn branch_of(run: &RunInfo) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Filters of `mlwf results list` as a query.
-pub fn filters(branch: Option<&str>, state: Option<&str>) -> serde_json::Value {
-    let mut all = Vec::new();
-    if let Some(branch) = branch {
-        all.push(json!({ config::filter_path(config::BRANCH): branch }));
-    }
-    if let Some(state) = state {
-        all.push(json!({ "state": state }));
-    }
-    match all.len() {
-        0 => json!({}),
-        1 => all.remove(0),
-        _ => json!({ "$and": all }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use serde_json::Value;
 
     fn run(id: &str, state: RunState, loss: f64) -> RunInfo {
-        let row = |value: Value| value.as_object().cloned().unwrap();
-        RunInfo {
-            storage_id: id.to_owned(),
-            id: id.to_owned(),
-            display_name: None,
+        crate::experiment::test_run(
+            id,
             state,
-            config: row(json!({ config::BRANCH: "exp/a" })),
-            summary: row(json!({"val/loss": loss, "val/accuracy": 0.5})),
-            tags: Vec::new(),
-            group: None,
-            job_type: None,
-            notes: None,
-            commit: None,
-            created_at: None,
-            heartbeat_at: None,
-            history_line_count: 0,
-            last_step: None,
-            exit_code: None,
-        }
+            json!({ config::BRANCH: "exp/a" }),
+            json!({"val/loss": loss, "val/accuracy": 0.5}),
+        )
     }
 
     #[test]
@@ -257,15 +228,5 @@ mod tests {
         let json: Value = serde_json::to_value(&better).unwrap();
         assert_eq!(json["verdict"], "better");
         assert_eq!(json["run"]["branch"], "exp/a");
-    }
-
-    #[test]
-    fn list_filters_combine() {
-        assert_eq!(filters(None, None), json!({}));
-        assert_eq!(filters(None, Some("failed")), json!({"state": "failed"}));
-        assert_eq!(
-            filters(Some("main"), Some("finished")),
-            json!({"$and": [{"config.branch.value": "main"}, {"state": "finished"}]})
-        );
     }
 }

@@ -33,10 +33,70 @@ pub fn latest_of_branch(branch: &str) -> RunQuery {
     runs(Some(branch), None, 1)
 }
 
+/// The filter of runs of `branch` and in `state`, where given.
+fn filters(branch: Option<&str>, state: Option<&str>) -> serde_json::Value {
+    let mut all = Vec::new();
+    if let Some(branch) = branch {
+        all.push(json!({ keys::config::filter_path(keys::config::BRANCH): branch }));
+    }
+    if let Some(state) = state {
+        all.push(json!({ "state": state }));
+    }
+    match all.len() {
+        0 => json!({}),
+        1 => all.remove(0),
+        _ => json!({ "$and": all }),
+    }
+}
+
 /// The newest `limit` runs, of `branch` and in `state` where given.
 pub fn runs(branch: Option<&str>, state: Option<&str>, limit: usize) -> RunQuery {
     RunQuery::new()
-        .filters(compare::filters(branch, state))
+        .filters(filters(branch, state))
         .order("-created_at")
         .limit(limit)
+}
+
+/// A run with `config` and `summary` (JSON objects) for the contract's unit tests.
+#[cfg(test)]
+pub(crate) fn test_run(
+    id: &str,
+    state: RunState,
+    config: serde_json::Value,
+    summary: serde_json::Value,
+) -> crate::wandb::RunInfo {
+    let row = |v: serde_json::Value| v.as_object().cloned().unwrap_or_default();
+    crate::wandb::RunInfo {
+        storage_id: id.to_owned(),
+        id: id.to_owned(),
+        display_name: None,
+        state,
+        config: row(config),
+        summary: row(summary),
+        tags: Vec::new(),
+        group: None,
+        job_type: None,
+        notes: None,
+        commit: None,
+        created_at: None,
+        heartbeat_at: None,
+        history_line_count: 0,
+        last_step: None,
+        exit_code: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_filters_combine() {
+        assert_eq!(filters(None, None), json!({}));
+        assert_eq!(filters(None, Some("failed")), json!({"state": "failed"}));
+        assert_eq!(
+            filters(Some("main"), Some("finished")),
+            json!({"$and": [{"config.branch.value": "main"}, {"state": "finished"}]})
+        );
+    }
 }

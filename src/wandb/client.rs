@@ -45,6 +45,20 @@ impl Client {
         })
     }
 
+    /// This client with `entity` and `project` as the defaults of references that name none;
+    /// the connection is shared.
+    pub fn with_defaults(&self, entity: &str, project: &str) -> Self {
+        let mut settings = self.inner.settings.clone();
+        settings.entity = Some(entity.to_owned());
+        settings.project = Some(project.to_owned());
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                transport: self.inner.transport.clone(),
+            }),
+        }
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
     }
