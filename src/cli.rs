@@ -76,6 +76,15 @@ pub enum Command {
     /// Datasets as W&B artifacts: upload, download, list.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Experiments: start one (branch, worktree, draft PR), list them, relaunch a failed one.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+    /// The baseline: show it, run its seeds, roll it back.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+    /// Merge the experiment PRs that beat the baseline beyond noise, tag and release the new
+    /// baseline, and run its seeds.
+    MergeWinners(MergeWinnersArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -458,6 +467,179 @@ pub struct JudgingArgs {
     pub baseline_branch: String,
 }
 
+/// Which GitHub repository, and a token for it.
+#[derive(Debug, Args, Clone)]
+pub struct GitHubArgs {
+    /// GitHub repository (`owner/name`) [default: the `origin` remote's].
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub repo: Option<String>,
+    /// GitHub token: PR comments and labels for `analyze`; push, PRs, merges and releases for
+    /// the loop commands.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// GitHub REST API base URL (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api_url: String,
+}
+
+/// What the loop commands share: the repository, GitHub, and how runs are judged (the base
+/// branch is `--baseline`).
+#[derive(Debug, Args, Clone)]
+pub struct LoopArgs {
+    #[command(flatten)]
+    pub github: GitHubArgs,
+    #[command(flatten)]
+    pub judging: JudgingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Start an experiment: a branch `exp/<slug>` in its own worktree, a design note, the push
+    /// and a draft PR.
+    New(ExperimentNewArgs),
+    /// Every experiment branch with its PR, latest run, verdict and age.
+    List(ExperimentListArgs),
+    /// Show a failed run's diagnosis and launch the branch again once it has a new commit.
+    Relaunch(RelaunchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentNewArgs {
+    /// The idea, in a sentence (default with --from-issue: the issue's title).
+    pub idea: Option<String>,
+    /// Seed the experiment from this GitHub issue (`exp/<N>-<slug>`, `Closes #N`).
+    #[arg(long)]
+    pub from_issue: Option<u64>,
+    /// Where the worktree goes [default: `<repo>-worktrees/<slug>` beside the repository].
+    #[arg(long)]
+    pub worktree: Option<PathBuf>,
+    /// Say what would be done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ExperimentListArgs {
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RelaunchArgs {
+    /// The experiment's branch [default: the one checked out].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Run queue [env: WANDB_QUEUE].
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// Show the diagnosis and what would be launched; launch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// The current baseline run(s), their seeds and metric, its git tag.
+    Show(BaselineShowArgs),
+    /// Launch the base branch's commit N times (tagged `baseline-candidate`); once all ended,
+    /// they become the baseline.
+    Run(BaselineRunArgs),
+    /// Open (and with --merge, merge) a PR reverting the merges since a baseline tag, and move
+    /// the `baseline` tag back to its runs.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineShowArgs {
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+/// How the baseline's seeds are launched.
+#[derive(Debug, Args, Clone)]
+pub struct SeedArgs {
+    /// Seeds of the baseline (each a run with its own `train.seed`).
+    #[arg(long, default_value_t = 3)]
+    pub seeds: usize,
+    /// Run queue [env: WANDB_QUEUE].
+    #[arg(long)]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct BaselineRunArgs {
+    #[command(flatten)]
+    pub seed_args: SeedArgs,
+    /// Wait for the seeds to end and make them the baseline.
+    #[arg(long)]
+    pub wait: bool,
+    /// Say what would be launched; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The baseline tag to go back to [default: the one before the latest].
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Why, for the PR and `docs/baselines.md`.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Merge the revert PR too.
+    #[arg(long)]
+    pub merge: bool,
+    /// Say what would be reverted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeWinnersArgs {
+    /// Merge at most this many PRs.
+    #[arg(long)]
+    pub max: Option<usize>,
+    /// Do not launch the new baseline's seeds afterwards.
+    #[arg(long)]
+    pub no_baseline_run: bool,
+    #[command(flatten)]
+    pub seed_args: SeedArgs,
+    /// Say what would be merged; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub loop_args: LoopArgs,
+}
+
 /// `mlwf analyze`: the GitHub Action's entry point, also run by hand.
 #[derive(Debug, Args, Clone)]
 pub struct AnalyzeArgs {
@@ -476,15 +658,8 @@ pub struct AnalyzeArgs {
     /// Runs reported at most per job; older ones wait for the next job.
     #[arg(long, default_value_t = 20)]
     pub max_runs: usize,
-    /// Repository whose PRs get the reports (`owner/name`).
-    #[arg(long, env = "GITHUB_REPOSITORY")]
-    pub repo: Option<String>,
-    /// GitHub token allowed to write PR comments and labels.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
-    pub github_token: Option<String>,
-    /// GitHub REST API base URL (GitHub Enterprise: `https://HOST/api/v3`).
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
-    pub github_api_url: String,
+    #[command(flatten)]
+    pub github: GitHubArgs,
     /// W&B web UI base URL for run links (default: derived from the API URL).
     #[arg(long, env = "WANDB_UI_URL")]
     pub wandb_ui_url: Option<String>,

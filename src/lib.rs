@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod git;
 pub mod github;
 pub mod launch;
+pub mod lifecycle;
 pub mod retry;
 pub mod secrets;
 pub mod server;

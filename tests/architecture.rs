@@ -11,6 +11,7 @@ const CRATE_FLOORS: &[&[&str]] = &[
     &["wandb", "server", "github"],
     &["experiment", "connect"],
     &["train", "analyze", "launch", "agent", "datasets"],
+    &["lifecycle"],
     &["testkit"],
     &["bench"],
     &["cli"],

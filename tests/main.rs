@@ -12,6 +12,7 @@ mod containers;
 mod datasets;
 mod interop;
 mod launch;
+mod lifecycle;
 mod results;
 mod server;
 mod train;

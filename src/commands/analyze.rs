@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 
 use super::{env, judging, print, store_settings};
 use crate::analyze::event::{self, Dispatch};
@@ -13,7 +13,6 @@ use crate::analyze::{self, Options};
 use crate::cli::{AnalyzeArgs, StoreArgs};
 use crate::connect::{self, Purpose};
 use crate::github::actions::Actions;
-use crate::github::{GitHub, Repo};
 use crate::secrets::{self, Redactor, Secret};
 
 pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +30,9 @@ pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCod
     let github = if args.dry_run {
         None
     } else {
-        Some(github(&args)?)
+        Some(super::github(&args.github, None)?.ok_or_else(|| {
+            anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run")
+        })?)
     };
     let claude = claude(&args)?;
     let store = connect::open(&store_settings(store, None, env), Purpose::Read).await?;
@@ -41,7 +42,7 @@ pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCod
         .as_ref()
         .map(|k| k.expose_secret().to_owned())
         .into_iter()
-        .chain(args.github_token.clone())
+        .chain(args.github.github_token.clone())
         .chain(args.anthropic_api_key.clone())
         .collect();
     if env("GITHUB_ACTIONS").as_deref() == Some("true") {
@@ -96,24 +97,6 @@ pub async fn run(store: &StoreArgs, args: AnalyzeArgs) -> anyhow::Result<ExitCod
         eprintln!("mlwf: no finished run left to report");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where reports are posted: the repository and a token allowed to comment on it.
-fn github(args: &AnalyzeArgs) -> anyhow::Result<GitHub> {
-    let token = args
-        .github_token
-        .as_deref()
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            anyhow!("no GitHub token: set GITHUB_TOKEN (or --github-token), or use --dry-run")
-        })?;
-    let repo: Repo = args
-        .repo
-        .as_deref()
-        .ok_or_else(|| anyhow!("no repository: set GITHUB_REPOSITORY (or --repo owner/name)"))?
-        .parse()?;
-    GitHub::new(&args.github_api_url, &Secret::new(token), repo)
-        .context("configuring the GitHub client")
 }
 
 /// Claude for failure narratives, when asked for and a key is set.

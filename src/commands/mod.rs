@@ -8,8 +8,10 @@
 
 pub mod agent;
 pub mod analyze;
+pub mod baseline;
 pub mod bench;
 pub mod datasets;
+pub mod experiment;
 pub mod launch;
 pub mod queue;
 pub mod results;
@@ -21,8 +23,14 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command, JudgingArgs, ResultsCommand, StoreArgs};
-use crate::connect::{StoreSettings, DEFAULT_PROJECT};
+use anyhow::{anyhow, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cli::{Cli, Command, GitHubArgs, JudgingArgs, LoopArgs, ResultsCommand, StoreArgs};
+use crate::connect::{Store, StoreSettings, DEFAULT_PROJECT};
+use crate::github::{GitHub, Repo};
+use crate::lifecycle::Workspace;
+use crate::secrets::Secret;
 
 /// Runs the command line's command; `main` owns the process exit.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,6 +52,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Launch(args) => launch::run(store, args).await,
         Command::Agent(args) => agent::run(store, args).await,
         Command::Queue(command) => queue::run(store, command).await,
+        Command::Experiment(command) => experiment::run(store, command).await,
+        Command::Baseline(command) => baseline::run(store, command).await,
+        Command::MergeWinners(args) => baseline::merge_winners(store, args).await,
+    }
+}
+
+/// The GitHub client of `args`, `None` without a token. The repository is the flag's or
+/// `GITHUB_REPOSITORY`, else the one the `origin` remote of `checkout` points at.
+fn github(
+    args: &GitHubArgs,
+    checkout: Option<&crate::git::Repo>,
+) -> anyhow::Result<Option<GitHub>> {
+    let Some(token) = args.github_token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
+    let repo: Repo = match args.repo.as_deref().filter(|r| !r.is_empty()) {
+        Some(repo) => repo.parse()?,
+        None => checkout
+            .and_then(|c| c.remote_url(crate::lifecycle::REMOTE))
+            .and_then(|url| Repo::from_remote_url(&url))
+            .ok_or_else(|| {
+                anyhow!(
+                    "no GitHub repository: set GITHUB_REPOSITORY (or --repo owner/name), or point                      the origin remote at GitHub"
+                )
+            })?,
+    };
+    GitHub::new(&args.github_api_url, &Secret::new(token), repo)
+        .map(Some)
+        .context("configuring the GitHub client")
+}
+
+/// The loop's workspace: the git checkout around the current directory, GitHub, the judging.
+fn workspace<'a>(store: &'a Store, args: &LoopArgs) -> anyhow::Result<Workspace<'a>> {
+    let dir = std::env::current_dir().context("reading the current directory")?;
+    let root = crate::git::root(&dir).with_context(|| {
+        format!(
+            "{} is not inside a git repository: run this in the experiment repository's checkout",
+            dir.display()
+        )
+    })?;
+    let repo = crate::git::Repo::at(root);
+    Ok(Workspace {
+        github: github(&args.github, Some(&repo))?,
+        store,
+        repo,
+        base: args.judging.baseline_branch.clone(),
+        judging: judging(&args.judging),
+    })
+}
+
+/// The job template of the loop's launches: `--queue`, else `WANDB_QUEUE`.
+fn job_template(queue: Option<&str>) -> anyhow::Result<crate::lifecycle::jobs::JobTemplate> {
+    let queue = queue
+        .map(str::to_owned)
+        .or_else(|| env("WANDB_QUEUE"))
+        .context("no queue: pass --queue NAME or set WANDB_QUEUE (`mlwf queue list` shows them)")?;
+    Ok(crate::lifecycle::jobs::JobTemplate {
+        queue,
+        entrypoint: None,
+        priority: None,
+    })
+}
+
+/// Prints `value` as pretty JSON.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    print(&format!("{}\n", serde_json::to_string_pretty(value)?))
+}
+
+/// A spinner on stderr that stays quiet when stderr is not a terminal.
+struct Spinner(ProgressBar);
+
+impl Spinner {
+    fn new() -> Self {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("template"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        Self(bar)
+    }
+}
+
+impl crate::launch::Progress for Spinner {
+    fn update(&self, message: &str) {
+        self.0.set_message(message.to_owned());
     }
 }
 

@@ -103,6 +103,117 @@ impl Repo {
         self.git(["merge-base", "--is-ancestor", ancestor, descendant])
             .is_ok()
     }
+
+    /// Whether `rev` names a commit here.
+    pub fn has(&self, rev: &str) -> bool {
+        self.commit_of(rev).is_ok()
+    }
+
+    /// A new branch `branch` at `base`, checked out in a new work tree at `path`.
+    pub fn add_worktree(&self, path: &Path, branch: &str, base: &str) -> anyhow::Result<()> {
+        self.git([
+            "worktree".as_ref(),
+            "add".as_ref(),
+            "--quiet".as_ref(),
+            "-b".as_ref(),
+            OsStr::new(branch),
+            path.as_os_str(),
+            OsStr::new(base),
+        ])
+        .map(drop)
+    }
+
+    /// Removes the work tree at `path` and the local branch `branch` (undoing `add_worktree`).
+    pub fn remove_worktree(&self, path: &Path, branch: &str) -> anyhow::Result<()> {
+        self.git([
+            "worktree".as_ref(),
+            "remove".as_ref(),
+            "--force".as_ref(),
+            path.as_os_str(),
+        ])?;
+        self.git(["branch", "--quiet", "-D", branch]).map(drop)
+    }
+
+    /// Commits every change of the work tree (new files too) as `message`; returns the commit.
+    pub fn commit_all(&self, message: &str) -> anyhow::Result<String> {
+        self.git(["add", "--all"])?;
+        self.git(["commit", "--quiet", "--message", message])?;
+        self.commit_of("HEAD")
+    }
+
+    /// Pushes `refspecs` to `remote`.
+    pub fn push(&self, remote: &str, refspecs: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["push", "--quiet", remote];
+        args.extend_from_slice(refspecs);
+        self.git(args).map(drop)
+    }
+
+    /// Fetches `refspecs` from `remote` (its branches and tags by default).
+    pub fn fetch(&self, remote: &str, refspecs: &[&str]) -> anyhow::Result<()> {
+        let mut args = vec!["fetch", "--quiet", "--tags", remote];
+        args.extend_from_slice(refspecs);
+        self.git(args).map(drop)
+    }
+
+    /// The branches of `remote` under `prefix` (e.g. `exp/`) and their commits.
+    pub fn remote_branches(
+        &self,
+        remote: &str,
+        prefix: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let listed = self.git([
+            "ls-remote",
+            "--heads",
+            remote,
+            &format!("refs/heads/{prefix}*"),
+        ])?;
+        Ok(listed
+            .lines()
+            .filter_map(|line| {
+                let (commit, name) = line.split_once('\t')?;
+                let branch = name.strip_prefix("refs/heads/")?;
+                Some((branch.to_owned(), commit.to_owned()))
+            })
+            .collect())
+    }
+
+    /// The tags matching `pattern` (a glob), as `git tag --list` orders them.
+    pub fn tags(&self, pattern: &str) -> anyhow::Result<Vec<String>> {
+        let listed = self.git(["tag", "--list", pattern])?;
+        Ok(listed.lines().map(str::to_owned).collect())
+    }
+
+    /// An annotated tag `name` on `commit`.
+    pub fn tag(&self, name: &str, commit: &str, message: &str) -> anyhow::Result<()> {
+        self.git(["tag", "--annotate", "--message", message, name, commit])
+            .map(drop)
+    }
+
+    /// The committer time of `rev`, in seconds since the epoch.
+    pub fn commit_time(&self, rev: &str) -> anyhow::Result<i64> {
+        let text = self.git(["log", "-1", "--format=%ct", rev])?;
+        text.parse()
+            .with_context(|| format!("git gave {text:?} as the time of {rev}"))
+    }
+
+    /// The commits of `range` along the first parent, newest first, with their subjects.
+    pub fn first_parent_log(&self, range: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let listed = self.git(["log", "--first-parent", "--format=%H %s", range])?;
+        Ok(listed
+            .lines()
+            .filter_map(|line| {
+                let (commit, subject) = line.split_once(' ')?;
+                Some((commit.to_owned(), subject.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Reverts `commits` (in the order given) with one commit each.
+    pub fn revert(&self, commits: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["revert", "--no-edit"];
+        args.extend(commits.iter().map(String::as_str));
+        self.git(args).map(drop)
+    }
 }
 
 /// What a remote URL is to the official Launch agent, which clones only `https://`, `ssh://`

@@ -6,6 +6,7 @@
 //! versions that add or drop unrelated fields do not break it.
 
 pub mod actions;
+mod pulls;
 mod sticky;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use serde_json::json;
 
 use crate::secrets::Secret;
 
+pub use pulls::{Checks, Issue, NewPull, Pull, Ref, Release};
 pub use sticky::{upsert_sticky, StickyOutcome};
 
 /// Comments per page: GitHub's maximum, so a PR with 150 comments takes two requests.
@@ -46,6 +48,23 @@ impl std::str::FromStr for Repo {
             }),
             _ => bail!("{text:?} is not a GitHub repository (expected owner/name)"),
         }
+    }
+}
+
+impl Repo {
+    /// The repository a GitHub remote URL points at (`https://github.com/o/r.git`,
+    /// `git@github.com:o/r.git`, `ssh://git@github.com/o/r`), `None` for other forms.
+    pub fn from_remote_url(url: &str) -> Option<Self> {
+        let path = match url.split_once("://") {
+            Some((_, rest)) => rest.split_once('/')?.1,
+            None => url.split_once(':')?.1,
+        };
+        let path = path.trim_end_matches('/');
+        let path = path.strip_suffix(".git").unwrap_or(path);
+        let mut parts = path.rsplitn(3, '/');
+        let name = parts.next()?;
+        let owner = parts.next()?;
+        format!("{owner}/{name}").parse().ok()
     }
 }
 
@@ -307,6 +326,20 @@ mod tests {
         for bad in ["", "a", "a/", "/b", "a/b/c", "a b/c", "a/$(x)"] {
             assert!(bad.parse::<Repo>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn remotes_name_their_repository() {
+        for url in [
+            "https://github.com/octo/app.git",
+            "https://x-access-token:t@github.com/octo/app",
+            "git@github.com:octo/app.git",
+            "ssh://git@github.com/octo/app/",
+        ] {
+            let repo = Repo::from_remote_url(url).unwrap();
+            assert_eq!(repo.to_string(), "octo/app", "{url}");
+        }
+        assert_eq!(Repo::from_remote_url("/srv/app.git"), None);
     }
 
     #[test]

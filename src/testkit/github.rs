@@ -1,6 +1,9 @@
-//! A loopback GitHub REST API for tests and `mlwf bench analyze`: pull requests by head,
-//! paginated issue comments (with `Link` headers), comment create/update/delete, labels. It
-//! checks the token and records every request, so tests assert on what was sent.
+//! A loopback GitHub REST API for tests and `mlwf bench analyze`: pull requests (list by head,
+//! create, read with mergeability, squash-merge, mark ready through GraphQL), issues, paginated
+//! issue comments (with `Link` headers), comment create/update/delete, labels, check runs and
+//! releases. Given a bare git repository (`with_git`) it is that repository's GitHub: heads and
+//! mergeability come from it, and a merge writes the squash commit into it. It checks the token
+//! and records every request, so tests assert on what was sent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
+use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
@@ -32,10 +35,49 @@ pub struct FakeComment {
     pub body: String,
 }
 
+/// A pull request as the fake holds it.
+#[derive(Debug, Clone)]
+pub struct FakePull {
+    pub head: String,
+    pub base: String,
+    pub title: String,
+    pub body: String,
+    pub draft: bool,
+    pub open: bool,
+    pub merged: bool,
+}
+
+impl FakePull {
+    fn new(head: &str, base: &str, title: &str) -> Self {
+        Self {
+            head: head.to_owned(),
+            base: base.to_owned(),
+            title: title.to_owned(),
+            body: String::new(),
+            draft: false,
+            open: true,
+            merged: false,
+        }
+    }
+}
+
+/// A release as it was published.
+#[derive(Debug, Clone)]
+pub struct FakeRelease {
+    pub tag: String,
+    pub name: String,
+    pub body: String,
+}
+
 #[derive(Default)]
 struct Repo {
-    /// PR number → head branch.
-    pulls: BTreeMap<u64, String>,
+    pulls: BTreeMap<u64, FakePull>,
+    /// Issue number → (title, body); issues and PRs share one numbering, as on GitHub.
+    issues: BTreeMap<u64, (String, String)>,
+    next_number: u64,
+    /// Commit → check runs `(name, status, conclusion)`.
+    checks: HashMap<String, Vec<(String, String, Option<String>)>>,
+    releases: Vec<FakeRelease>,
     comments: BTreeMap<u64, FakeComment>,
     next_comment: u64,
     labels: BTreeSet<String>,
@@ -50,6 +92,8 @@ struct Inner {
     url: String,
     /// Delay on every comment listing, to widen race windows in concurrency tests.
     list_latency: Mutex<Duration>,
+    /// The bare repository this fake is the GitHub of, if any.
+    git: Mutex<Option<std::path::PathBuf>>,
     state: Mutex<Repo>,
 }
 
@@ -80,13 +124,30 @@ impl FakeGitHub {
             token: token.to_owned(),
             url,
             list_latency: Mutex::new(Duration::ZERO),
+            git: Mutex::new(None),
             state: Mutex::new(Repo {
                 next_comment: 1_000,
+                next_number: 1,
                 ..Default::default()
             }),
         });
         let app = Router::new()
-            .route("/repos/{owner}/{repo}/pulls", get(list_pulls))
+            .route(
+                "/repos/{owner}/{repo}/pulls",
+                get(list_pulls).post(create_pull),
+            )
+            .route("/repos/{owner}/{repo}/pulls/{number}", get(read_pull))
+            .route(
+                "/repos/{owner}/{repo}/pulls/{number}/merge",
+                put(merge_pull),
+            )
+            .route("/repos/{owner}/{repo}/issues/{number}", get(read_issue))
+            .route(
+                "/repos/{owner}/{repo}/commits/{commit}/check-runs",
+                get(check_runs),
+            )
+            .route("/repos/{owner}/{repo}/releases", post(create_release))
+            .route("/graphql", post(graphql))
             .route(
                 "/repos/{owner}/{repo}/issues/{number}/comments",
                 get(list_comments).post(create_comment),
@@ -121,9 +182,53 @@ impl FakeGitHub {
         &self.inner.url
     }
 
-    /// Opens PR `number` with head `branch`.
+    /// Makes this fake the GitHub of the bare repository `bare`: PR heads, mergeability and
+    /// merges are that repository's.
+    pub fn with_git(self, bare: &std::path::Path) -> Self {
+        *lock(&self.inner.git) = Some(bare.to_owned());
+        self
+    }
+
+    /// Opens PR `number` with head `branch` into `main`.
     pub fn open_pr(&self, number: u64, branch: &str) {
-        self.state().pulls.insert(number, branch.to_owned());
+        let mut state = self.state();
+        state
+            .pulls
+            .insert(number, FakePull::new(branch, "main", branch));
+        state.next_number = state.next_number.max(number + 1);
+    }
+
+    /// Opens an issue as someone else would; returns its number.
+    pub fn open_issue(&self, title: &str, body: &str) -> u64 {
+        let mut state = self.state();
+        let number = state.next_number;
+        state.next_number += 1;
+        state
+            .issues
+            .insert(number, (title.to_owned(), body.to_owned()));
+        number
+    }
+
+    /// Every PR, by number.
+    pub fn pulls(&self) -> BTreeMap<u64, FakePull> {
+        self.state().pulls.clone()
+    }
+
+    pub fn releases(&self) -> Vec<FakeRelease> {
+        self.state().releases.clone()
+    }
+
+    /// Records a check run on `commit`, as a CI app would.
+    pub fn add_check(&self, commit: &str, name: &str, status: &str, conclusion: Option<&str>) {
+        self.state()
+            .checks
+            .entry(commit.to_owned())
+            .or_default()
+            .push((
+                name.to_owned(),
+                status.to_owned(),
+                conclusion.map(str::to_owned),
+            ));
     }
 
     /// Adds a comment as someone else would.
@@ -209,7 +314,8 @@ async fn guard(
         return error(StatusCode::UNAUTHORIZED, "Bad credentials");
     }
     let prefix = format!("/repos/{}/{}/", inner.owner, inner.repo);
-    if !parts.uri.path().starts_with(&prefix) {
+    let path = parts.uri.path();
+    if !path.starts_with(&prefix) && !path.ends_with("/graphql") {
         return error(StatusCode::NOT_FOUND, "Not Found");
     }
     next.run(axum::extract::Request::from_parts(parts, bytes.into()))
@@ -242,21 +348,283 @@ async fn list_pulls(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let head = query.get("head").cloned().unwrap_or_default();
+    let wanted = query.get("state").map(String::as_str).unwrap_or("open");
     let state = lock(&inner.state);
     let pulls: Vec<Value> = state
         .pulls
         .iter()
-        .filter(|(_, branch)| head.is_empty() || head == format!("{}:{branch}", inner.owner))
-        .map(|(number, branch)| {
-            json!({
-                "number": number,
-                "state": "open",
-                "html_url": format!("https://github.test/{}/{}/pull/{number}", inner.owner, inner.repo),
-                "head": {"ref": branch, "label": format!("{}:{branch}", inner.owner)},
-            })
-        })
+        .filter(|(_, pull)| head.is_empty() || head == format!("{}:{}", inner.owner, pull.head))
+        .filter(|(_, pull)| wanted == "all" || (wanted == "open") == pull.open)
+        .map(|(number, pull)| pull_json(&inner, *number, pull, None))
         .collect();
     Json(pulls).into_response()
+}
+
+/// A PR as GitHub shows it; `mergeable` only in single-PR reads.
+fn pull_json(inner: &Inner, number: u64, pull: &FakePull, mergeable: Option<Value>) -> Value {
+    let sha = |branch: &str| {
+        git_of(inner)
+            .and_then(|bare| git(&bare, &["rev-parse", &format!("refs/heads/{branch}")]).ok())
+            .unwrap_or_else(|| format!("{:0>40}", number))
+    };
+    let mut value = json!({
+        "number": number,
+        "node_id": format!("PR_{number}"),
+        "state": if pull.open { "open" } else { "closed" },
+        "title": pull.title,
+        "body": pull.body,
+        "draft": pull.draft,
+        "merged": pull.merged,
+        "html_url": format!("https://github.test/{}/{}/pull/{number}", inner.owner, inner.repo),
+        "head": {"ref": pull.head, "sha": sha(&pull.head), "label": format!("{}:{}", inner.owner, pull.head)},
+        "base": {"ref": pull.base, "sha": sha(&pull.base), "label": format!("{}:{}", inner.owner, pull.base)},
+    });
+    if let Some(mergeable) = mergeable {
+        value["mergeable"] = mergeable;
+    }
+    value
+}
+
+fn git_of(inner: &Inner) -> Option<std::path::PathBuf> {
+    lock(&inner.git).clone()
+}
+
+/// `git args` in the bare repository; stdout, or stderr as the error.
+fn git(bare: &std::path::Path, args: &[&str]) -> Result<String, String> {
+    let output = std::process::Command::new("git")
+        .args(args)
+        .current_dir(bare)
+        .env("GIT_AUTHOR_NAME", "GitHub")
+        .env("GIT_AUTHOR_EMAIL", "noreply@github.test")
+        .env("GIT_COMMITTER_NAME", "GitHub")
+        .env("GIT_COMMITTER_EMAIL", "noreply@github.test")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// The tree of `head` merged into `base`, `None` when they conflict.
+fn merged_tree(bare: &std::path::Path, base: &str, head: &str) -> Option<String> {
+    let out = git(
+        bare,
+        &[
+            "merge-tree",
+            "--write-tree",
+            &format!("refs/heads/{base}"),
+            &format!("refs/heads/{head}"),
+        ],
+    )
+    .ok()?;
+    out.lines().next().map(str::to_owned)
+}
+
+fn json_body(bytes: &Bytes) -> Option<Value> {
+    serde_json::from_slice(bytes).ok()
+}
+
+async fn create_pull(State(inner): Shared, bytes: Bytes) -> Response {
+    let Some(body) = json_body(&bytes) else {
+        return error(StatusCode::BAD_REQUEST, "Problems parsing JSON");
+    };
+    let field = |name: &str| body[name].as_str().unwrap_or_default().to_owned();
+    let (head, base, title) = (field("head"), field("base"), field("title"));
+    if head.is_empty() || base.is_empty() || title.is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    }
+    if let Some(bare) = git_of(&inner) {
+        for branch in [&head, &base] {
+            if git(
+                &bare,
+                &["rev-parse", "--verify", &format!("refs/heads/{branch}")],
+            )
+            .is_err()
+            {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation Failed: head or base does not exist",
+                );
+            }
+        }
+    }
+    let mut state = lock(&inner.state);
+    if state.pulls.values().any(|p| p.open && p.head == head) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("A pull request already exists for {}:{head}.", inner.owner),
+        );
+    }
+    let number = state.next_number;
+    state.next_number += 1;
+    let pull = FakePull {
+        body: field("body"),
+        draft: body["draft"].as_bool().unwrap_or(false),
+        ..FakePull::new(&head, &base, &title)
+    };
+    let json = pull_json(&inner, number, &pull, None);
+    state.pulls.insert(number, pull);
+    (StatusCode::CREATED, Json(json)).into_response()
+}
+
+async fn read_pull(
+    State(inner): Shared,
+    Path((_, _, number)): Path<(String, String, u64)>,
+) -> Response {
+    let Some(pull) = lock(&inner.state).pulls.get(&number).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    let mergeable = match git_of(&inner) {
+        Some(bare) if pull.open => json!(merged_tree(&bare, &pull.base, &pull.head).is_some()),
+        Some(_) => Value::Null,
+        None => json!(true),
+    };
+    Json(pull_json(&inner, number, &pull, Some(mergeable))).into_response()
+}
+
+async fn merge_pull(
+    State(inner): Shared,
+    Path((_, _, number)): Path<(String, String, u64)>,
+    bytes: Bytes,
+) -> Response {
+    let body = json_body(&bytes).unwrap_or_default();
+    let Some(pull) = lock(&inner.state).pulls.get(&number).cloned() else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if !pull.open || pull.draft {
+        return error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Pull Request is not mergeable",
+        );
+    }
+    let sha = match git_of(&inner) {
+        Some(bare) => {
+            let head = git(&bare, &["rev-parse", &format!("refs/heads/{}", pull.head)])
+                .unwrap_or_default();
+            if body["sha"].as_str().is_some_and(|wanted| wanted != head) {
+                return error(
+                    StatusCode::CONFLICT,
+                    "Head branch was modified. Review and try the merge again.",
+                );
+            }
+            let Some(tree) = merged_tree(&bare, &pull.base, &pull.head) else {
+                return error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "Pull Request is not mergeable",
+                );
+            };
+            let base_ref = format!("refs/heads/{}", pull.base);
+            let Ok(base) = git(&bare, &["rev-parse", &base_ref]) else {
+                return error(StatusCode::UNPROCESSABLE_ENTITY, "base branch is gone");
+            };
+            let title = body["commit_title"]
+                .as_str()
+                .unwrap_or(&pull.title)
+                .to_owned();
+            let commit = match git(&bare, &["commit-tree", &tree, "-p", &base, "-m", &title]) {
+                Ok(commit) => commit,
+                Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+            };
+            if let Err(e) = git(&bare, &["update-ref", &base_ref, &commit, &base]) {
+                return error(StatusCode::CONFLICT, &e);
+            }
+            commit
+        }
+        None => format!("{:0>40}", number),
+    };
+    if let Some(pull) = lock(&inner.state).pulls.get_mut(&number) {
+        pull.open = false;
+        pull.merged = true;
+    }
+    Json(json!({"sha": sha, "merged": true, "message": "Pull Request successfully merged"}))
+        .into_response()
+}
+
+async fn read_issue(
+    State(inner): Shared,
+    Path((_, _, number)): Path<(String, String, u64)>,
+) -> Response {
+    let state = lock(&inner.state);
+    let url = format!(
+        "https://github.test/{}/{}/issues/{number}",
+        inner.owner, inner.repo
+    );
+    if let Some((title, body)) = state.issues.get(&number) {
+        return Json(json!({"number": number, "title": title, "body": body, "state": "open", "html_url": url})).into_response();
+    }
+    match state.pulls.get(&number) {
+        Some(pull) => Json(json!({"number": number, "title": pull.title, "body": pull.body, "html_url": url, "pull_request": {"url": url}})).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn check_runs(
+    State(inner): Shared,
+    Path((_, _, commit)): Path<(String, String, String)>,
+) -> Response {
+    let state = lock(&inner.state);
+    let runs: Vec<Value> = state
+        .checks
+        .get(&commit)
+        .into_iter()
+        .flatten()
+        .map(|(name, status, conclusion)| json!({"name": name, "status": status, "conclusion": conclusion}))
+        .collect();
+    Json(json!({"total_count": runs.len(), "check_runs": runs})).into_response()
+}
+
+async fn create_release(State(inner): Shared, bytes: Bytes) -> Response {
+    let body = json_body(&bytes).unwrap_or_default();
+    let Some(tag) = body["tag_name"].as_str() else {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
+    };
+    let mut state = lock(&inner.state);
+    if state.releases.iter().any(|r| r.tag == tag) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation Failed: already_exists",
+        );
+    }
+    let release = FakeRelease {
+        tag: tag.to_owned(),
+        name: body["name"].as_str().unwrap_or(tag).to_owned(),
+        body: body["body"].as_str().unwrap_or_default().to_owned(),
+    };
+    state.releases.push(release);
+    let id = state.releases.len() as u64;
+    let url = format!(
+        "https://github.test/{}/{}/releases/tag/{tag}",
+        inner.owner, inner.repo
+    );
+    (
+        StatusCode::CREATED,
+        Json(json!({"id": id, "tag_name": tag, "html_url": url})),
+    )
+        .into_response()
+}
+
+/// GraphQL, as far as the loop needs it: `markPullRequestReadyForReview`.
+async fn graphql(State(inner): Shared, bytes: Bytes) -> Response {
+    let body = json_body(&bytes).unwrap_or_default();
+    let query = body["query"].as_str().unwrap_or_default();
+    let id = body["variables"]["id"].as_str().unwrap_or_default();
+    let number = id.strip_prefix("PR_").and_then(|n| n.parse::<u64>().ok());
+    if !query.contains("markPullRequestReadyForReview") {
+        return Json(
+            json!({"errors": [{"message": "the fake answers markPullRequestReadyForReview only"}]}),
+        )
+        .into_response();
+    }
+    let mut state = lock(&inner.state);
+    match number.and_then(|n| state.pulls.get_mut(&n)) {
+        Some(pull) => {
+            pull.draft = false;
+            Json(json!({"data": {"markPullRequestReadyForReview": {"pullRequest": {"isDraft": false}}}})).into_response()
+        }
+        None => Json(json!({"errors": [{"message": format!("Could not resolve to a node with the global id of '{id}'")}]})).into_response(),
+    }
 }
 
 async fn list_comments(
