@@ -76,6 +76,9 @@ pub enum Command {
     /// Datasets as W&B artifacts: upload, download, list.
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Artifacts (checkpoints, datasets…): list, get, alias, delete, prune.
+    #[command(subcommand)]
+    Artifacts(ArtifactsCommand),
     /// Experiments: start one (branch, worktree, draft PR), list them, relaunch a failed one.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -85,6 +88,81 @@ pub enum Command {
     /// Merge the experiment PRs that beat the baseline beyond noise, tag and release the new
     /// baseline, and run its seeds.
     MergeWinners(MergeWinnersArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Every version of an artifact type, newest first within each collection.
+    List(ArtifactListArgs),
+    /// Download a version, every file checked against its digest.
+    Get(ArtifactGetArgs),
+    /// Point an alias at a version.
+    Alias(ArtifactAliasArgs),
+    /// Delete a version.
+    Delete(ArtifactDeleteArgs),
+    /// Delete all but the last N versions of each collection and those with a kept alias.
+    Prune(ArtifactPruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactListArgs {
+    /// Artifact type.
+    #[arg(long = "type", default_value = "model")]
+    pub artifact_type: String,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactGetArgs {
+    /// `[[entity/]project/]name[:alias]`.
+    pub reference: String,
+    /// Folder to write into [default: the artifact's name].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactAliasArgs {
+    /// `[[entity/]project/]name[:alias]`.
+    pub reference: String,
+    /// The alias, e.g. `best` or `production`.
+    pub alias: String,
+    /// Say what would be aliased; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactDeleteArgs {
+    /// `[[entity/]project/]name[:alias]`.
+    pub reference: String,
+    /// Delete a version that has aliases, and its aliases.
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would be deleted; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ArtifactPruneArgs {
+    /// Artifact type.
+    #[arg(long = "type", default_value = "model")]
+    pub artifact_type: String,
+    /// Versions kept per collection, newest first.
+    #[arg(long, default_value_t = 3)]
+    pub keep_last: usize,
+    /// Versions with any of these aliases are kept.
+    #[arg(long, value_delimiter = ',', default_value = "best,latest,baseline")]
+    pub keep_aliases: Vec<String>,
+    /// Print the plan only.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

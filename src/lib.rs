@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod analyze;
+pub mod artifacts;
 pub mod bench;
 pub mod cli;
 pub mod commands;

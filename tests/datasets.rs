@@ -135,3 +135,118 @@ async fn an_uploaded_dataset_is_listed_downloaded_intact_and_trains_like_its_fil
         assert!(stderr.contains(said), "{args:?}: {stderr}");
     }
 }
+
+/// The versions of `name` that `mlwf artifacts list` shows, as `vN:alias,alias`.
+async fn listed(t: &Fixture, name: &str) -> Vec<String> {
+    let list: Value = serde_json::from_str(
+        &run_ok(t, &["artifacts", "list", "--type", "dataset", "--json"]).await,
+    )
+    .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["name"] == name)
+        .map(|v| {
+            let aliases: Vec<&str> = v["aliases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            format!("{}:{}", v["version"].as_str().unwrap(), aliases.join(","))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn artifacts_are_aliased_pruned_keeping_aliases_and_the_last_n_and_deleted() {
+    let t = Fixture::start().await;
+    let file = t.dir.path().join("notes.txt");
+    for version in 0..5 {
+        std::fs::write(&file, format!("version {version}\n")).unwrap();
+        run_ok(
+            &t,
+            &[
+                "datasets",
+                "upload",
+                file.to_str().unwrap(),
+                "--name",
+                "notes",
+            ],
+        )
+        .await;
+    }
+    run_ok(&t, &["artifacts", "alias", "notes:v1", "best"]).await;
+    run_ok(&t, &["artifacts", "alias", "notes:v0", "old-favourite"]).await;
+    assert_eq!(
+        listed(&t, "notes").await,
+        ["v4:latest", "v3:", "v2:", "v1:best", "v0:old-favourite"]
+    );
+
+    // The plan first, changing nothing; then the same deletions.
+    let prune = [
+        "artifacts",
+        "prune",
+        "--type",
+        "dataset",
+        "--keep-last",
+        "2",
+        "--keep-aliases",
+        "best,latest",
+        "--json",
+    ];
+    let mut dry = prune.to_vec();
+    dry.push("--dry-run");
+    let plan: Value = serde_json::from_str(&run_ok(&t, &dry).await).unwrap();
+    let deleted = |plan: &Value| -> Vec<String> {
+        plan["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(deleted(&plan), ["v2", "v0"]);
+    assert_eq!(
+        listed(&t, "notes").await.len(),
+        5,
+        "a dry run deletes nothing"
+    );
+    let done: Value = serde_json::from_str(&run_ok(&t, &prune).await).unwrap();
+    assert_eq!(deleted(&done), deleted(&plan));
+    assert_eq!(listed(&t, "notes").await, ["v4:latest", "v3:", "v1:best"]);
+
+    // A kept version downloads intact; deleting an aliased one needs --force.
+    let out_dir = t.dir.path().join("best");
+    run_ok(
+        &t,
+        &[
+            "artifacts",
+            "get",
+            "notes:best",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("notes.txt")).unwrap(),
+        "version 1\n"
+    );
+    let out = output(&mut mlwf(
+        &t,
+        t.dir.path(),
+        &["artifacts", "delete", "notes:v1"],
+    ))
+    .await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && said.contains("--force"), "{said}");
+    run_ok(&t, &["artifacts", "delete", "notes:v4", "--dry-run"]).await;
+    run_ok(&t, &["artifacts", "delete", "notes:v4"]).await;
+    run_ok(&t, &["artifacts", "delete", "notes:v1", "--force"]).await;
+    assert_eq!(
+        listed(&t, "notes").await,
+        ["v3:latest"],
+        "latest moves to the newest left"
+    );
+}

@@ -19,7 +19,8 @@ const TOKEN: &str = "ghp_loop_token";
 
 /// The project's trainer config: a short schedule with a learning rate too low to learn much,
 /// so that a higher one is better beyond any noise.
-const CONFIG: &str = "[optim]\nmax_iters = 40\nwarmup_iters = 5\nlearning_rate = 1e-4\nmin_lr = 1e-5\n\n\
+const CONFIG: &str =
+    "[optim]\nmax_iters = 40\nwarmup_iters = 5\nlearning_rate = 1e-4\nmin_lr = 1e-5\n\n\
                       [train]\neval_interval = 20\nlog_interval = 10\ncheckpoint_interval = 40\n\
                       sample_count = 2\n";
 const CLAUDE: &str = "# Lab\n\n## Baselines\n\n<!-- mlwf:baselines:start -->\n\

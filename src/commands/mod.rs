@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod analyze;
+pub mod artifacts;
 pub mod baseline;
 pub mod bench;
 pub mod datasets;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Launch(args) => launch::run(store, args).await,
         Command::Agent(args) => agent::run(store, args).await,
         Command::Queue(command) => queue::run(store, command).await,
+        Command::Artifacts(command) => artifacts::run(store, command).await,
         Command::Experiment(command) => experiment::run(store, command).await,
         Command::Baseline(command) => baseline::run(store, command).await,
         Command::MergeWinners(args) => baseline::merge_winners(store, args).await,

@@ -411,6 +411,30 @@ pub fn delete_aliases<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
     object(Record::new("DeleteAliasesPayload").leaf("success", true))
 }
 
+#[derive(Deserialize)]
+struct DeleteInput {
+    #[serde(rename = "artifactID")]
+    artifact_id: String,
+    #[serde(default, rename = "deleteAliases")]
+    delete_aliases: Option<bool>,
+}
+
+/// `deleteArtifact`: the version goes (its files, aliases and run links with it); the payload
+/// names it as it was.
+pub fn delete_artifact<'a>(ctx: &'a Ctx<'a>, info: &ResolveInfo<'_>) -> Res<'a> {
+    let input: DeleteInput = arg(info, "input")?;
+    let id = artifact_id_arg(&input.artifact_id)?;
+    let row = store::delete_artifact(ctx.conn, id, input.delete_aliases.unwrap_or(false))?;
+    object(
+        Record::new("DeleteArtifactPayload").with("artifact", move |_| {
+            object(ArtifactObj {
+                ctx,
+                row: row.clone(),
+            })
+        }),
+    )
+}
+
 fn alias_records<'a>(
     ctx: &'a Ctx<'a>,
     artifact: &ArtifactRow,

@@ -78,6 +78,7 @@ impl<'c> Root<'c> {
             "updateArtifact" => artifacts::update_artifact(ctx, info),
             "addAliases" => artifacts::add_aliases(ctx, info),
             "deleteAliases" => artifacts::delete_aliases(ctx, info),
+            "deleteArtifact" => artifacts::delete_artifact(ctx, info),
             "createLaunchAgent" => launch::create_launch_agent(ctx, info),
             "updateLaunchAgent" => launch::update_launch_agent(ctx, info),
             "popFromRunQueue" => launch::pop(ctx, info),

@@ -738,6 +738,42 @@ pub fn delete_aliases(conn: &Connection, artifact_id: i64, aliases: &[String]) -
     Ok(())
 }
 
+/// Deletes a version. One with aliases is refused unless `delete_aliases`, as W&B does (an
+/// alias is someone's pointer); `latest` moves to the newest version left.
+pub fn delete_artifact(
+    conn: &Connection,
+    artifact_id: i64,
+    delete_aliases: bool,
+) -> StoreResult<ArtifactRow> {
+    let artifact = require_artifact(conn, artifact_id)?;
+    // `latest` and the version's own name (`v3`) are the server's, not someone's pointer.
+    let own = artifact.version_index.map(|i| format!("v{i}"));
+    let aliases: Vec<String> = aliases_of(conn, artifact_id)?
+        .into_iter()
+        .filter(|a| a != "latest" && Some(a) != own.as_ref())
+        .collect();
+    if !aliases.is_empty() && !delete_aliases {
+        return Err(invalid(format!(
+            "cannot delete an artifact version with aliases ({}): remove them first, or set \
+             deleteAliases",
+            aliases.join(", ")
+        )));
+    }
+    conn.execute("DELETE FROM artifacts WHERE id = ?1", [artifact_id])?;
+    let newest: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM artifacts WHERE collection_id = ?1 AND state = ?2
+             ORDER BY version_index DESC LIMIT 1",
+            (artifact.collection_id, COMMITTED),
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(newest) = newest {
+        set_alias(conn, artifact.collection_id, "latest", newest)?;
+    }
+    Ok(artifact)
+}
+
 /// `updateArtifact`: description, metadata, TTL, tags and (when given) the full alias set.
 pub struct ArtifactUpdate<'a> {
     pub description: Option<&'a str>,

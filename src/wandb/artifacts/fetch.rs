@@ -18,8 +18,8 @@ use crate::wandb::connection::{Connection, Pager};
 use crate::wandb::error::{Error, Result};
 use crate::wandb::files::{check_relative_name, parse_url};
 use crate::wandb::graphql::{
-    ARTIFACT_FILE_URLS, ARTIFACT_MEMBERSHIP_BY_NAME, FETCH_ARTIFACT_MANIFEST, PROJECT_ARTIFACTS,
-    USE_ARTIFACT,
+    ADD_ALIASES, ARTIFACT_FILE_URLS, ARTIFACT_MEMBERSHIP_BY_NAME, DELETE_ARTIFACT,
+    FETCH_ARTIFACT_MANIFEST, PROJECT_ARTIFACTS, USE_ARTIFACT,
 };
 use crate::wandb::ids::random_id;
 use crate::wandb::json::json_object;
@@ -144,6 +144,33 @@ impl Client {
             versions.extend(of_collection);
         }
         Ok(versions)
+    }
+
+    /// Points `alias` of the version's collection at `version`.
+    pub async fn add_alias(&self, version: &ArtifactInfo, alias: &str) -> Result<()> {
+        let aliases = json!([{
+            "alias": alias,
+            "artifactCollectionName": version.name,
+            "entityName": version.entity,
+            "projectName": version.project,
+        }]);
+        let variables = json!({"artifactID": version.id, "aliases": aliases});
+        let _: Value = self.transport().graphql(&ADD_ALIASES, variables).await?;
+        Ok(())
+    }
+
+    /// Deletes `version`; with aliases other than `latest` only if `delete_aliases`.
+    pub async fn delete_artifact(
+        &self,
+        version: &ArtifactInfo,
+        delete_aliases: bool,
+    ) -> Result<()> {
+        let variables = json!({"artifactID": version.id, "deleteAliases": delete_aliases});
+        let _: Value = self
+            .transport()
+            .graphql(&DELETE_ARTIFACT, variables)
+            .await?;
+        Ok(())
     }
 
     /// Resolves `reference` to an artifact version.

@@ -173,6 +173,15 @@ pub const UPDATE_RUN_STATE: Operation = Operation {
     document: include_str!("update_run_state.graphql"),
 };
 
+pub const DELETE_ARTIFACT: Operation = Operation {
+    name: "DeleteArtifact",
+    document: include_str!("delete_artifact.graphql"),
+};
+pub const ADD_ALIASES: Operation = Operation {
+    name: "AddAliases",
+    document: include_str!("add_aliases.graphql"),
+};
+
 pub const ALL: &[Operation] = &[
     VIEWER,
     UPSERT_BUCKET,
@@ -212,4 +221,6 @@ pub const ALL: &[Operation] = &[
     STOP_RUN,
     PROJECT_ARTIFACTS,
     UPDATE_RUN_STATE,
+    DELETE_ARTIFACT,
+    ADD_ALIASES,
 ];
