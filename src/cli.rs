@@ -399,6 +399,21 @@ pub enum ResultsCommand {
     Logs(LogsArgs),
     /// A run's logged metrics, step by step.
     History(HistoryArgs),
+    /// Branches' metric curves (each branch's latest run) as a PNG, or a terminal chart.
+    Plot(PlotArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A branch to plot (repeatable; its latest run).
+    #[arg(long = "branch", required = true)]
+    pub branches: Vec<String>,
+    /// The metric.
+    #[arg(long, default_value = crate::experiment::keys::metric::VAL_LOSS)]
+    pub metric: String,
+    /// Write a PNG here instead of drawing in the terminal.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -19,6 +19,7 @@ pub mod git;
 pub mod github;
 pub mod launch;
 pub mod lifecycle;
+pub mod plot;
 pub mod retry;
 pub mod secrets;
 pub mod server;

@@ -216,3 +216,63 @@ async fn runs_are_tagged_noted_stopped_and_deleted_and_dry_runs_change_nothing()
     assert!(said.contains("worse001: deleted"), "{said}");
     assert!(read("worse001").await.is_none());
 }
+
+#[tokio::test]
+async fn plot_draws_both_curves_as_a_png_and_in_the_terminal() {
+    let t = seeded().await;
+    let path = t.dir.path().join("curves.png");
+    let said = mlwf_ok(
+        &t,
+        &[
+            "results",
+            "plot",
+            "--branch",
+            "exp/better",
+            "--branch",
+            "exp/worse",
+            "-o",
+            path.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(
+        said.contains("blue: exp/better") && said.contains("orange: exp/worse"),
+        "{said}"
+    );
+    let decoder = png::Decoder::new(std::fs::File::open(&path).unwrap());
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let frame = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!((frame.width, frame.height), (800, 480));
+    let count = |colour: [u8; 3]| {
+        pixels[..frame.buffer_size()]
+            .chunks(3)
+            .filter(|p| *p == colour)
+            .count()
+    };
+    // Each curve is drawn (more than its legend swatch of 64 pixels), on a white background.
+    for (colour, _) in &mlwf::plot::COLOURS[..2] {
+        assert!(count(*colour) > 200, "{colour:?}: {}", count(*colour));
+    }
+    assert!(count([255, 255, 255]) > 800 * 480 / 2);
+
+    let chart = mlwf_ok(
+        &t,
+        &[
+            "results",
+            "plot",
+            "--branch",
+            "exp/better",
+            "--branch",
+            "exp/worse",
+        ],
+    )
+    .await;
+    assert!(chart.starts_with("val/loss\n"), "{chart}");
+    assert!(
+        chart.contains("* exp/better (better01)") && chart.contains("o exp/worse (worse001)"),
+        "{chart}"
+    );
+    let out = mlwf_out(&t, &["results", "plot", "--branch", "exp/none"]).await;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("has no run"));
+}

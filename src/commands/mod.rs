@@ -45,6 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ResultsCommand::Compare(args) => results::compare(store, args).await,
             ResultsCommand::Logs(args) => results::logs(store, args).await,
             ResultsCommand::History(args) => results::history(store, args).await,
+            ResultsCommand::Plot(args) => results::plot(store, args).await,
         },
         Command::Runs(command) => runs::run(store, command).await,
         Command::Datasets(command) => datasets::run(store, command).await,

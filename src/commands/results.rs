@@ -8,7 +8,7 @@ use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 
 use super::{env, judging, print, store_settings};
-use crate::cli::{CompareArgs, HistoryArgs, ListArgs, LogsArgs, StoreArgs, SummaryArgs};
+use crate::cli::{CompareArgs, HistoryArgs, ListArgs, LogsArgs, PlotArgs, StoreArgs, SummaryArgs};
 use crate::connect::{self, Purpose, Store};
 use crate::experiment;
 use crate::experiment::compare::{self, branch_of, Against, BranchComparison};
@@ -393,4 +393,76 @@ fn write_section<'a>(
         };
         let _ = writeln!(out, "  {key:width$}  {shown}");
     }
+}
+
+/// PNG size of `mlwf results plot -o`.
+const PLOT_SIZE: (usize, usize) = (800, 480);
+/// Terminal chart size, in characters.
+const CHART_SIZE: (usize, usize) = (60, 14);
+
+/// `mlwf results plot`: each branch's latest run's `metric` curve.
+pub async fn plot(store: &StoreArgs, args: PlotArgs) -> anyhow::Result<ExitCode> {
+    let curves = reading(store, async |store: &Store| {
+        let mut curves = Vec::new();
+        for branch in &args.branches {
+            let runs = store
+                .client
+                .runs(
+                    &store.entity,
+                    &store.project,
+                    &experiment::latest_of_branch(branch),
+                )
+                .await
+                .with_context(|| format!("listing the runs of branch {branch:?}"))?;
+            let run = runs.first().with_context(|| {
+                format!("branch {branch:?} has no run: `mlwf launch --branch {branch}` first")
+            })?;
+            let rows = store
+                .client
+                .history(&store.entity, &store.project, &run.id)
+                .await
+                .with_context(|| format!("reading the history of run {}", run.id))?;
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .filter_map(|row| Some((number(row.get("_step"))?, number(row.get(&args.metric))?)))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            if points.is_empty() {
+                anyhow::bail!(
+                    "run {} of {branch:?} logged no {}: `mlwf results history {}` shows its keys",
+                    run.id,
+                    args.metric,
+                    run.id
+                );
+            }
+            curves.push(crate::plot::Curve {
+                label: format!("{branch} ({})", run.id),
+                points,
+            });
+        }
+        Ok(curves)
+    })
+    .await?;
+    match &args.output {
+        Some(path) => {
+            crate::plot::png(&curves, path, PLOT_SIZE.0, PLOT_SIZE.1)?;
+            let ((x0, x1), (y0, y1)) = crate::plot::bounds(&curves);
+            let mut text = format!(
+                "wrote {}: {} over steps {x0}..{x1}, from {y0:.4} to {y1:.4}\n",
+                path.display(),
+                args.metric
+            );
+            for (curve, (_, colour)) in curves.iter().zip(crate::plot::COLOURS.iter().cycle()) {
+                text += &format!("  {colour}: {}\n", curve.label);
+            }
+            print(&text)?;
+        }
+        None => print(&crate::plot::terminal(
+            &curves,
+            &args.metric,
+            CHART_SIZE.0,
+            CHART_SIZE.1,
+        ))?,
+    }
+    Ok(ExitCode::SUCCESS)
 }
