@@ -73,6 +73,20 @@ pub struct Reported {
 /// Reports every run that needs it. A run whose report fails stays unreported (and untagged)
 /// for the next job; the error is returned after the others are done.
 pub async fn run(project: &Project, options: &Options) -> anyhow::Result<Outcome> {
+    // A run that ended may complete a set of baseline seeds: the reports then face the new
+    // baseline. A dry run changes nothing.
+    if options.github.is_some() {
+        let promoted =
+            experiment::baseline::promote(&project.client, &project.entity, &project.project)
+                .await?;
+        if let Some(promoted) = promoted {
+            tracing::info!(
+                "the baseline is now {} (commit {:.10})",
+                promoted.runs.join(", "),
+                promoted.commit
+            );
+        }
+    }
     let runs = select_runs(project, options).await?;
     let mut failures = Vec::new();
     let mut sections: BTreeMap<Option<String>, Vec<(Section, RunInfo)>> = BTreeMap::new();
