@@ -221,20 +221,17 @@ async fn runs_are_tagged_noted_stopped_and_deleted_and_dry_runs_change_nothing()
 async fn plot_draws_both_curves_as_a_png_and_in_the_terminal() {
     let t = seeded().await;
     let path = t.dir.path().join("curves.png");
-    let said = mlwf_ok(
-        &t,
-        &[
-            "results",
-            "plot",
-            "--branch",
-            "exp/better",
-            "--branch",
-            "exp/worse",
-            "-o",
-            path.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let plot = [
+        "results",
+        "plot",
+        "--branch",
+        "exp/better",
+        "--branch",
+        "exp/worse",
+    ];
+    let mut to_file = plot.to_vec();
+    to_file.extend(["-o", path.to_str().unwrap()]);
+    let said = mlwf_ok(&t, &to_file).await;
     assert!(
         said.contains("blue: exp/better") && said.contains("orange: exp/worse"),
         "{said}"
@@ -256,18 +253,7 @@ async fn plot_draws_both_curves_as_a_png_and_in_the_terminal() {
     }
     assert!(count([255, 255, 255]) > 800 * 480 / 2);
 
-    let chart = mlwf_ok(
-        &t,
-        &[
-            "results",
-            "plot",
-            "--branch",
-            "exp/better",
-            "--branch",
-            "exp/worse",
-        ],
-    )
-    .await;
+    let chart = mlwf_ok(&t, &plot).await;
     assert!(chart.starts_with("val/loss\n"), "{chart}");
     assert!(
         chart.contains("* exp/better (better01)") && chart.contains("o exp/worse (worse001)"),

@@ -33,6 +33,21 @@ pub fn latest_of_branch(branch: &str) -> RunQuery {
     runs(Some(branch), None, 1)
 }
 
+/// The latest run of `branch` in `entity/project`, in any state; `None` when it has none.
+pub async fn latest_run(
+    client: &crate::wandb::Client,
+    entity: &str,
+    project: &str,
+    branch: &str,
+) -> anyhow::Result<Option<crate::wandb::RunInfo>> {
+    use anyhow::Context as _;
+    let runs = client
+        .runs(entity, project, &latest_of_branch(branch))
+        .await
+        .with_context(|| format!("listing the runs of branch {branch:?}"))?;
+    Ok(runs.into_iter().next())
+}
+
 /// The filter of runs of `branch` and in `state`, where given.
 fn filters(branch: Option<&str>, state: Option<&str>) -> serde_json::Value {
     let mut all = Vec::new();

@@ -38,15 +38,10 @@ pub async fn list(ws: &Workspace<'_>) -> anyhow::Result<Vec<Experiment>> {
     let mut experiments = Vec::new();
     for (branch, commit) in branches {
         let pull = pulls.iter().find(|p| p.head.branch == branch);
-        let latest = store
-            .client
-            .runs(
-                &store.entity,
-                &store.project,
-                &crate::experiment::latest_of_branch(&branch),
-            )
-            .await?;
-        let latest = latest.first();
+        let latest =
+            crate::experiment::latest_run(&store.client, &store.entity, &store.project, &branch)
+                .await?;
+        let latest = latest.as_ref();
         let (verdict, delta_pct, note) = match latest {
             None => (
                 None,

@@ -39,15 +39,10 @@ pub async fn relaunch(
         },
     };
     let store = ws.store;
-    let runs = store
-        .client
-        .runs(
-            &store.entity,
-            &store.project,
-            &crate::experiment::latest_of_branch(&branch),
-        )
-        .await?;
-    let Some(run) = runs.first() else {
+    let latest =
+        crate::experiment::latest_run(&store.client, &store.entity, &store.project, &branch)
+            .await?;
+    let Some(run) = latest.as_ref() else {
         bail!("branch {branch:?} has no run: launch it first (`mlwf launch --branch {branch}`)");
     };
     if !run.state.is_terminal() {
