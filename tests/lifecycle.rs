@@ -464,6 +464,7 @@ async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
                 "baseline-v1",
                 "--reason",
                 "regressed",
+                "--merge",
                 "--json",
             ],
         )
@@ -475,6 +476,15 @@ async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
     );
     let revert = &lab.github.pulls()[&rolled["pr"].as_u64().unwrap()];
     assert!(revert.head.starts_with("rollback/baseline-v1") && revert.body.contains("regressed"));
+    assert!(revert.merged, "--merge merges the revert");
+    // main has baseline-v1's files again, and the rollback on record.
+    assert_eq!(lab.remote_file("mlwf.toml"), CONFIG);
+    assert!(!lab.remote_file("CLAUDE.md").contains("baseline-v2"));
+    let history = lab.remote_file("docs/baselines.md");
+    assert!(
+        history.contains("rolled back to baseline-v1") && history.contains("regressed"),
+        "{history}"
+    );
     assert_eq!(baseline_runs(&t).await, v1_runs);
     let retired = t
         .client
