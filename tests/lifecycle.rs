@@ -241,6 +241,32 @@ async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
         !out.status.success() && said.contains("GITHUB_TOKEN"),
         "{said}"
     );
+    // GitHub refusing the PR (here: a revoked token) after the push: every step is undone.
+    let mut revoked = lab.command(&t, &work, &["experiment", "new", "Half done"]);
+    revoked.env("GITHUB_TOKEN", "ghp_revoked");
+    let out = output(&mut revoked).await;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && said.contains("were removed again"),
+        "{said}"
+    );
+    let remote_branches = std::process::Command::new("git")
+        .args(["branch", "--list", "exp/*"])
+        .current_dir(&lab.bare)
+        .output()
+        .unwrap();
+    assert!(remote_branches.stdout.is_empty(), "{remote_branches:?}");
+    assert!(!work
+        .parent()
+        .unwrap()
+        .join("work-worktrees/half-done")
+        .exists());
+    let local = std::process::Command::new("git")
+        .args(["branch", "--list", "exp/half-done"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(local.stdout.is_empty(), "{local:?}");
     let dry = lab
         .json(
             &t,
