@@ -79,6 +79,9 @@ pub enum Command {
     /// Artifacts (checkpoints, datasets…): list, get, alias, delete, prune.
     #[command(subcommand)]
     Artifacts(ArtifactsCommand),
+    /// Scaffold (or complete) an experiment repository: mlwf.toml, CLAUDE.md, the Claude Code
+    /// skills and rules, the run-finished workflow.
+    Init(InitArgs),
     /// Experiments: start one (branch, worktree, draft PR), list them, relaunch a failed one.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -88,6 +91,28 @@ pub enum Command {
     /// Merge the experiment PRs that beat the baseline beyond noise, tag and release the new
     /// baseline, and run its seeds.
     MergeWinners(MergeWinnersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The repository's folder.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The project's name (the W&B project and queue) [default: the folder's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// What the project trains, one sentence for CLAUDE.md [default: the last `init`'s].
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Overwrite files edited by hand with mlwf's version.
+    #[arg(long)]
+    pub force: bool,
+    /// Say what would be written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

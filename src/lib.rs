@@ -21,6 +21,7 @@ pub mod launch;
 pub mod lifecycle;
 pub mod plot;
 pub mod retry;
+pub mod scaffold;
 pub mod secrets;
 pub mod server;
 #[cfg(feature = "testkit")]

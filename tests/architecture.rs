@@ -19,6 +19,7 @@ const CRATE_FLOORS: &[&[&str]] = &[
         "artifacts",
     ],
     &["lifecycle"],
+    &["scaffold"],
     &["testkit"],
     &["bench"],
     &["cli"],

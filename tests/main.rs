@@ -10,6 +10,7 @@ mod architecture;
 mod cli;
 mod containers;
 mod datasets;
+mod init;
 mod interop;
 mod launch;
 mod lifecycle;

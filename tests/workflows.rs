@@ -24,6 +24,7 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 fn workflows() -> Vec<PathBuf> {
     let mut files = yaml_files("workflows");
     files.extend(yaml_files(".github/workflows"));
+    files.push(root().join("templates/wandb-run-finished.yml"));
     files
 }
 
@@ -160,7 +161,7 @@ fn the_action_metadata_is_complete_and_consistent() {
 #[test]
 fn the_run_finished_workflow_listens_for_the_dispatch_with_least_privilege() {
     for path in [
-        "workflows/wandb-run-finished.yml",
+        "templates/wandb-run-finished.yml",
         ".github/workflows/wandb-run-finished.yml",
     ] {
         let doc = load(&root().join(path));
@@ -193,7 +194,7 @@ fn this_repositorys_copies_match_the_templates() {
 #[test]
 fn the_webhook_template_and_the_act_fixture_are_dispatches_mlwf_reads() {
     let template: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("workflows/wandb-webhook-payload.json")).unwrap(),
+        &std::fs::read_to_string(root().join("templates/wandb-webhook-payload.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(template["event_type"], EVENT_TYPE);

@@ -13,6 +13,7 @@ pub mod baseline;
 pub mod bench;
 pub mod datasets;
 pub mod experiment;
+pub mod init;
 pub mod launch;
 pub mod queue;
 pub mod results;
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(store, args).await,
         Command::Queue(command) => queue::run(store, command).await,
         Command::Artifacts(command) => artifacts::run(store, command).await,
+        Command::Init(args) => init::run(args),
         Command::Experiment(command) => experiment::run(store, command).await,
         Command::Baseline(command) => baseline::run(store, command).await,
         Command::MergeWinners(args) => baseline::merge_winners(store, args).await,
