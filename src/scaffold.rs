@@ -347,12 +347,13 @@ fn diff(old: &str, new: &str) -> String {
             lines.push((' ', a[i]));
             i += 1;
             j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            lines.push(('+', b[j]));
-            j += 1;
-        } else {
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            // Removals first, as `diff -u` shows them.
             lines.push(('-', a[i]));
             i += 1;
+        } else {
+            lines.push(('+', b[j]));
+            j += 1;
         }
     }
     let near = |k: usize| {

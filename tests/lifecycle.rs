@@ -381,7 +381,10 @@ async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
             &["experiment", "relaunch", "--branch", crash_branch],
         )
         .await;
-    assert!(said.contains("commit a fix"), "{said}");
+    assert!(
+        said.contains("commit a fix") && said.contains("panic"),
+        "{said}"
+    );
     std::fs::write(crash_dir.join("FIX.md"), "fixed\n").unwrap();
     git(&crash_dir, &["add", "FIX.md"]);
     git(&crash_dir, &["commit", "-q", "-m", "fix"]);

@@ -24,7 +24,7 @@ pub struct Experiment {
 }
 
 /// The experiment branches, newest commit first. Without a GitHub token the PR columns stay
-/// empty; `github_note` says so.
+/// empty.
 pub async fn list(ws: &Workspace<'_>) -> anyhow::Result<Vec<Experiment>> {
     let repo = &ws.repo;
     repo.fetch(REMOTE, &[])?;

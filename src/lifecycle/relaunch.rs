@@ -69,11 +69,12 @@ pub async fn relaunch(
     let pushed = repo.remote_branch_commit(REMOTE, &branch)?;
     if pushed.is_some() && pushed == failed_commit {
         bail!(
-            "{branch} is still at {:.10}, the commit whose run {} failed ({}): commit a fix, push \
-             it, and relaunch",
+            "{branch} is still at {:.10}, the commit whose run {} failed ({}: {}): commit a fix, \
+             push it, and relaunch",
             pushed.unwrap_or_default(),
             run.id,
-            diagnosis.cause.title()
+            diagnosis.cause.title(),
+            diagnosis.cause.suggestion()
         );
     }
     let mut relaunched = Relaunched {
