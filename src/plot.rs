@@ -1,5 +1,6 @@
-//! `mlwf results plot`: metric curves as a PNG (drawn here: axes, a grid, one colour per curve;
-//! the colours and ranges are printed beside it) or as a compact terminal chart.
+//! `mlwf results plot`: metric curves as a PNG (drawn here: axes, a grid with its values in a
+//! built-in digit font, one colour per curve; which colour is which branch is printed beside
+//! it) or as a compact terminal chart.
 
 use std::io::BufWriter;
 use std::path::Path;
@@ -24,7 +25,68 @@ pub const COLOURS: [([u8; 3], &str); 6] = [
 ];
 /// Terminal marks of the curves, in order.
 const MARKS: [char; 6] = ['*', 'o', '+', 'x', '#', '@'];
-const MARGIN: usize = 24;
+/// Room left of and below the plot for the axis values, in pixels.
+const LEFT: usize = 60;
+const BOTTOM: usize = 28;
+const PAD: usize = 12;
+/// Axis values are drawn with 3×5 glyphs at this scale.
+const SCALE: i64 = 2;
+
+/// The 3×5 glyph of a character of a number, a row per byte (bit 2 is the left column).
+fn glyph(c: char) -> Option<[u8; 5]> {
+    Some(match c {
+        '0' => [7, 5, 5, 5, 7],
+        '1' => [2, 6, 2, 2, 7],
+        '2' => [7, 1, 7, 4, 7],
+        '3' => [7, 1, 7, 1, 7],
+        '4' => [5, 5, 7, 1, 1],
+        '5' => [7, 4, 7, 1, 7],
+        '6' => [7, 4, 7, 5, 7],
+        '7' => [7, 1, 1, 1, 1],
+        '8' => [7, 5, 7, 5, 7],
+        '9' => [7, 5, 7, 1, 7],
+        '.' => [0, 0, 0, 0, 2],
+        '-' => [0, 0, 7, 0, 0],
+        _ => return None,
+    })
+}
+
+/// Width of `text` in pixels.
+fn text_width(text: &str) -> i64 {
+    text.chars().count() as i64 * 4 * SCALE
+}
+
+/// Draws `text` (digits, `.`, `-`) with its top-left corner at `(x, y)`.
+fn draw_text(put: &mut impl FnMut(i64, i64, [u8; 3]), x: i64, y: i64, text: &str) {
+    for (index, c) in text.chars().enumerate() {
+        let Some(rows) = glyph(c) else { continue };
+        let left = x + index as i64 * 4 * SCALE;
+        for (row, bits) in rows.iter().enumerate() {
+            for col in 0..3 {
+                if bits & (4 >> col) != 0 {
+                    for dy in 0..SCALE {
+                        for dx in 0..SCALE {
+                            put(
+                                left + col * SCALE + dx,
+                                y + row as i64 * SCALE + dy,
+                                [60, 60, 60],
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An axis value: three decimals for the metric, whole steps.
+fn label(value: f64, whole: bool) -> String {
+    if whole {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.3}")
+    }
+}
 
 /// The ranges of all curves: `((x_min, x_max), (y_min, y_max))`, never empty.
 pub fn bounds(curves: &[Curve]) -> ((f64, f64), (f64, f64)) {
@@ -52,7 +114,7 @@ pub fn bounds(curves: &[Curve]) -> ((f64, f64), (f64, f64)) {
 pub fn png(curves: &[Curve], path: &Path, width: usize, height: usize) -> anyhow::Result<()> {
     let mut pixels = vec![255u8; width * height * 3];
     let ((x0, x1), (y0, y1)) = bounds(curves);
-    let (left, right, top, bottom) = (MARGIN, width - MARGIN / 2, MARGIN / 2, height - MARGIN);
+    let (left, right, top, bottom) = (LEFT, width - PAD, PAD, height - BOTTOM);
     let to_px = |(x, y): (f64, f64)| {
         let px = left as f64 + (x - x0) / (x1 - x0) * (right - left) as f64;
         let py = bottom as f64 - (y - y0) / (y1 - y0) * (bottom - top) as f64;
@@ -74,6 +136,22 @@ pub fn png(curves: &[Curve], path: &Path, width: usize, height: usize) -> anyhow
         for j in top..=bottom {
             put(x as i64, j as i64, grid);
         }
+    }
+    for k in 0..=4 {
+        let y = top + (bottom - top) * k / 4;
+        let x = left + (right - left) * k / 4;
+        let value = label(y1 - (y1 - y0) * k as f64 / 4.0, false);
+        let glyph_height = 5 * SCALE;
+        draw_text(
+            &mut put,
+            left as i64 - 6 - text_width(&value),
+            y as i64 - glyph_height / 2,
+            &value,
+        );
+        let step = label(x0 + (x1 - x0) * k as f64 / 4.0, true);
+        let centred =
+            (x as i64 - text_width(&step) / 2).clamp(0, (width as i64 - text_width(&step)).max(0));
+        draw_text(&mut put, centred, bottom as i64 + 8, &step);
     }
     for i in left..=right {
         put(i as i64, bottom as i64, [0, 0, 0]);
@@ -172,6 +250,29 @@ mod tests {
                 points: vec![(0.0, 2.0), (20.0, 1.5)],
             },
         ]
+    }
+
+    #[test]
+    fn axis_values_are_drawn_glyph_by_glyph() {
+        let mut lit = std::collections::HashSet::new();
+        draw_text(
+            &mut |x, y, _| {
+                lit.insert((x, y));
+            },
+            0,
+            0,
+            "10",
+        );
+        // '1' has 8 pixels set, '0' has 12, each a SCALE×SCALE square; '1' sits left of '0'.
+        assert_eq!(lit.len() as i64, 20 * SCALE * SCALE);
+        assert!(lit
+            .iter()
+            .all(|&(x, y)| x < text_width("10") && y < 5 * SCALE));
+        assert_eq!(
+            (label(1.23456, false), label(200.0, true)),
+            ("1.235".into(), "200".into())
+        );
+        assert!(glyph('x').is_none());
     }
 
     #[test]
