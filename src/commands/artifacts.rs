@@ -2,16 +2,17 @@
 
 use std::process::ExitCode;
 
-use super::{env, print, print_json, store_settings};
+use super::{print, print_json, reading};
 use crate::artifacts::{self, Keep, Version};
 use crate::cli::{ArtifactsCommand, StoreArgs};
-use crate::connect::{self, Purpose, Store};
+use crate::connect::Store;
 
 pub async fn run(store_args: &StoreArgs, command: ArtifactsCommand) -> anyhow::Result<ExitCode> {
-    let store = connect::open(&store_settings(store_args, None, env), Purpose::Read).await?;
-    let result = dispatch(&store, command).await;
-    store.close().await;
-    result.map(|()| ExitCode::SUCCESS)
+    reading(store_args, async |store: &Store| {
+        dispatch(store, command).await
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn dispatch(store: &Store, command: ArtifactsCommand) -> anyhow::Result<()> {

@@ -2,27 +2,25 @@
 
 use std::process::ExitCode;
 
-use super::{env, job_template, print, print_json, store_settings, workspace, Spinner};
+use super::{job_template, print, print_json, reading, workspace, Spinner};
 use crate::cli::{BaselineCommand, MergeWinnersArgs, SeedArgs, StoreArgs};
-use crate::connect::{self, Purpose, Store};
+use crate::connect::Store;
 use crate::lifecycle::baseline::{self, BaselineRun, Rollback, RunSettings};
 use crate::lifecycle::winners::{self, MergeWinners};
 
 pub async fn run(store_args: &StoreArgs, command: BaselineCommand) -> anyhow::Result<ExitCode> {
-    let store = connect::open(&store_settings(store_args, None, env), Purpose::Read).await?;
-    let result = dispatch(&store, command).await;
-    store.close().await;
-    result
+    reading(store_args, async |store: &Store| {
+        dispatch(store, command).await
+    })
+    .await
 }
 
 pub async fn merge_winners(
     store_args: &StoreArgs,
     args: MergeWinnersArgs,
 ) -> anyhow::Result<ExitCode> {
-    let store = connect::open(&store_settings(store_args, None, env), Purpose::Read).await?;
-    let result = merge(&store, args).await;
-    store.close().await;
-    result.map(|()| ExitCode::SUCCESS)
+    reading(store_args, async |store: &Store| merge(store, args).await).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn seeds(args: &SeedArgs, wait: bool, dry_run: bool) -> anyhow::Result<RunSettings> {

@@ -2,16 +2,17 @@
 
 use std::process::ExitCode;
 
-use super::{env, job_template, print, print_json, store_settings, workspace};
+use super::{job_template, print, print_json, reading, workspace};
 use crate::cli::{ExperimentCommand, StoreArgs};
-use crate::connect::{self, Purpose, Store};
+use crate::connect::Store;
 use crate::lifecycle::{list, new, relaunch};
 
 pub async fn run(store_args: &StoreArgs, command: ExperimentCommand) -> anyhow::Result<ExitCode> {
-    let store = connect::open(&store_settings(store_args, None, env), Purpose::Read).await?;
-    let result = dispatch(&store, command).await;
-    store.close().await;
-    result.map(|()| ExitCode::SUCCESS)
+    reading(store_args, async |store: &Store| {
+        dispatch(store, command).await
+    })
+    .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn dispatch(store: &Store, command: ExperimentCommand) -> anyhow::Result<()> {

@@ -63,6 +63,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Opens the store for reading, runs `read`, closes the store whatever happened.
+async fn reading<T>(
+    store: &StoreArgs,
+    read: impl AsyncFnOnce(&Store) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let store = crate::connect::open(
+        &store_settings(store, None, env),
+        crate::connect::Purpose::Read,
+    )
+    .await?;
+    let result = read(&store).await;
+    store.close().await;
+    result
+}
+
 /// The GitHub client of `args`, `None` without a token. The repository is the flag's or
 /// `GITHUB_REPOSITORY`, else the one the `origin` remote of `checkout` points at.
 fn github(

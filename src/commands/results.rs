@@ -7,24 +7,13 @@ use std::process::ExitCode;
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 
-use super::{env, judging, print, store_settings};
+use super::{env, judging, print, reading, store_settings};
 use crate::cli::{CompareArgs, HistoryArgs, ListArgs, LogsArgs, PlotArgs, StoreArgs, SummaryArgs};
 use crate::connect::{self, Purpose, Store};
 use crate::experiment;
 use crate::experiment::compare::{self, branch_of, Against, BranchComparison};
 use crate::experiment::verdict::number;
 use crate::wandb::RunInfo;
-
-/// Opens the store for reading, runs `read`, closes the store whatever happened.
-async fn reading<T>(
-    store: &StoreArgs,
-    read: impl AsyncFnOnce(&Store) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let store = connect::open(&store_settings(store, None, env), Purpose::Read).await?;
-    let result = read(&store).await;
-    store.close().await;
-    result
-}
 
 /// Run `id` of the store's project, or an error naming where it looked.
 async fn run_of(store: &Store, id: &str) -> anyhow::Result<RunInfo> {

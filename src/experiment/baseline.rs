@@ -284,11 +284,11 @@ async fn tag_baseline(
 /// The first candidate, with the seeds among the candidates that ran the same code.
 fn choose(candidates: Vec<RunInfo>, metric: &str) -> Option<Baseline> {
     let chosen = candidates.first()?.clone();
-    let code = code_of;
-    let chosen_code = code(&chosen);
+    let chosen_code = code_of(&chosen);
     let mut seeds: Vec<(String, f64)> = Vec::new();
     for run in &candidates {
-        let same_code = run.id == chosen.id || (chosen_code.is_some() && code(run) == chosen_code);
+        let same_code =
+            run.id == chosen.id || (chosen_code.is_some() && code_of(run) == chosen_code);
         if same_code && !seeds.iter().any(|(id, _)| id == &run.id) {
             if let Some(value) = number(run.summary.get(metric)).filter(|v| v.is_finite()) {
                 seeds.push((run.id.clone(), value));

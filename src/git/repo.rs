@@ -123,14 +123,33 @@ impl Repo {
         .map(drop)
     }
 
-    /// Removes the work tree at `path` and the local branch `branch` (undoing `add_worktree`).
-    pub fn remove_worktree(&self, path: &Path, branch: &str) -> anyhow::Result<()> {
+    /// A work tree at `path` with `commit` checked out detached (no branch).
+    pub fn add_detached_worktree(&self, path: &Path, commit: &str) -> anyhow::Result<()> {
+        self.git([
+            "worktree".as_ref(),
+            "add".as_ref(),
+            "--quiet".as_ref(),
+            "--detach".as_ref(),
+            path.as_os_str(),
+            OsStr::new(commit),
+        ])
+        .map(drop)
+    }
+
+    /// Removes the work tree at `path`, uncommitted changes and all.
+    pub fn remove_detached_worktree(&self, path: &Path) -> anyhow::Result<()> {
         self.git([
             "worktree".as_ref(),
             "remove".as_ref(),
             "--force".as_ref(),
             path.as_os_str(),
-        ])?;
+        ])
+        .map(drop)
+    }
+
+    /// Removes the work tree at `path` and the local branch `branch` (undoing `add_worktree`).
+    pub fn remove_worktree(&self, path: &Path, branch: &str) -> anyhow::Result<()> {
+        self.remove_detached_worktree(path)?;
         self.git(["branch", "--quiet", "-D", branch]).map(drop)
     }
 

@@ -44,6 +44,9 @@ pub async fn show(ws: &Workspace<'_>) -> anyhow::Result<Option<Shown>> {
         return Ok(None);
     };
     let commit = contract::code_of(&found.run);
+    if let Err(error) = ws.repo.fetch(REMOTE, &[]) {
+        tracing::warn!("could not fetch {REMOTE}'s tags: {error:#}");
+    }
     let tags = match &commit {
         Some(commit) => tags_of(&ws.repo, commit),
         None => Vec::new(),
@@ -63,11 +66,8 @@ pub async fn show(ws: &Workspace<'_>) -> anyhow::Result<Option<Shown>> {
     }))
 }
 
-/// The `baseline-vN` tags on `commit` (after fetching the remote's tags when it answers).
+/// The `baseline-vN` tags on `commit`, as far as this clone knows them.
 fn tags_of(repo: &Repo, commit: &str) -> Vec<String> {
-    if let Err(error) = repo.fetch(REMOTE, &[]) {
-        tracing::warn!("could not fetch {REMOTE}'s tags: {error:#}");
-    }
     let pattern = format!("{TAG_PREFIX}*");
     repo.git(["tag", "--list", &pattern, "--points-at", commit])
         .map(|text| text.lines().map(str::to_owned).collect())

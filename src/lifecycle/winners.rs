@@ -242,14 +242,7 @@ fn record_baseline(
     let scratch = tempfile::tempdir().context("creating a scratch folder")?;
     let dir = scratch.path().join("baseline");
     let head = repo.commit_of(&format!("{REMOTE}/{base}"))?;
-    repo.git([
-        "worktree".as_ref(),
-        "add".as_ref(),
-        "--quiet".as_ref(),
-        "--detach".as_ref(),
-        dir.as_os_str(),
-        head.as_ref(),
-    ])?;
+    repo.add_detached_worktree(&dir, &head)?;
     let tree = Repo::at(&dir);
     let result = (|| {
         let row = notes::TableRow {
@@ -289,12 +282,7 @@ fn record_baseline(
             .with_context(|| format!("pushing the baseline table to {base}"))?;
         anyhow::Ok((commit, updated))
     })();
-    if let Err(error) = repo.git([
-        "worktree".as_ref(),
-        "remove".as_ref(),
-        "--force".as_ref(),
-        dir.as_os_str(),
-    ]) {
+    if let Err(error) = repo.remove_detached_worktree(&dir) {
         tracing::warn!("could not remove the scratch worktree: {error:#}");
     }
     result
