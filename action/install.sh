@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Puts the mlwf binary for this runner in place and writes its path to $GITHUB_OUTPUT as `bin`.
 #
-# A release tag (vX.Y.Z) downloads that release's binary and verifies its SHA-256 before use: a
-# start in seconds. Anything else (a branch, a SHA, a local `uses: ./action` under act) builds
-# from the checkout the action lives in. A bad checksum is fatal, never a reason to fall back.
+# A runner that has mlwf already (a self-hosted runner, or `act` on a developer's machine) names
+# it in MLWF_BIN, and nothing is fetched or built. A release tag (vX.Y.Z) downloads that release's
+# binary and verifies its SHA-256 before use: a start in seconds. Anything else (a branch, a SHA,
+# a local `uses: ./action`) builds from the checkout the action lives in. A bad checksum is
+# fatal, never a reason to fall back.
 set -euo pipefail
 
 version="${MLWF_VERSION:-}"
@@ -57,7 +59,13 @@ build() {
 }
 
 bin=""
-if [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]] && [ -n "$repository" ]; then
+if [ -n "${MLWF_BIN:-}" ]; then
+    if [ ! -x "$MLWF_BIN" ]; then
+        echo "::error::mlwf: MLWF_BIN=$MLWF_BIN is not an executable file" >&2
+        exit 1
+    fi
+    bin="$MLWF_BIN"
+elif [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]] && [ -n "$repository" ]; then
     status=0
     bin="$(download)" || status=$?
     # A tampered or corrupt download stops here; only a missing release falls back.

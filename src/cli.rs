@@ -82,6 +82,9 @@ pub enum Command {
     /// Scaffold (or complete) an experiment repository: mlwf.toml, CLAUDE.md, the Claude Code
     /// skills and rules, the run-finished workflow.
     Init(InitArgs),
+    /// Connect the repository to W&B: GitHub secrets, variables and labels; a W&B webhook
+    /// integration and an automation that starts the run-finished workflow when a run ends.
+    SetupAutomation(SetupAutomationArgs),
     /// Experiments: start one (branch, worktree, draft PR), list them, relaunch a failed one.
     #[command(subcommand)]
     Experiment(ExperimentCommand),
@@ -110,6 +113,29 @@ pub struct InitArgs {
     /// Say what would be written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Print JSON for machines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupAutomationArgs {
+    #[command(flatten)]
+    pub github: GitHubArgs,
+    /// The W&B team secret holding the GitHub token W&B sends dispatches with (its value:
+    /// `MLWF_DISPATCH_TOKEN`, else the GitHub token).
+    #[arg(long, default_value = crate::automation::DEFAULT_TOKEN_SECRET)]
+    pub token_secret: String,
+    /// Replace the repository secrets that exist (GitHub never shows their values, so they are
+    /// left alone by default).
+    #[arg(long)]
+    pub rotate_secrets: bool,
+    /// Then send one test dispatch and wait for the workflow run it starts.
+    #[arg(long)]
+    pub test: bool,
+    /// How long `--test` waits for the workflow run.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub test_timeout: std::time::Duration,
     /// Print JSON for machines instead of text.
     #[arg(long)]
     pub json: bool,

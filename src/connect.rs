@@ -80,10 +80,20 @@ pub enum Purpose {
 
 /// Connects as the environment says and prints which store is in use to stderr.
 pub async fn open(settings: &StoreSettings, purpose: Purpose) -> anyhow::Result<Store> {
-    let env = Settings::from_env().context("reading the WANDB_* environment")?;
-    let key_set = std::env::var_os("WANDB_API_KEY").is_some();
-    let store = if key_set || std::env::var_os("WANDB_BASE_URL").is_some() {
-        open_remote(env, settings, purpose).await?
+    open_with(settings, purpose, &|name| std::env::var(name).ok()).await
+}
+
+/// [`open`] with the `WANDB_*` variables read through `lookup` (the environment, or the
+/// environment completed by a project's settings files).
+pub async fn open_with(
+    settings: &StoreSettings,
+    purpose: Purpose,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Store> {
+    let env = Settings::from_lookup(lookup).context("reading the WANDB_* environment")?;
+    let key_set = lookup("WANDB_API_KEY").is_some();
+    let store = if key_set || lookup("WANDB_BASE_URL").is_some() {
+        open_remote(env, settings, purpose, key_set).await?
     } else {
         open_embedded(env, settings).await?
     };
@@ -102,19 +112,20 @@ async fn open_remote(
     mut env: Settings,
     settings: &StoreSettings,
     purpose: Purpose,
+    key_set: bool,
 ) -> anyhow::Result<Store> {
     if purpose == Purpose::Read {
         env.tuning.graphql_retry = interactive_retry();
     }
     let base_url = env.base_url.to_string();
     if env.api_key.is_none() {
-        match std::env::var_os("WANDB_API_KEY") {
+        match key_set {
             // An unset GitHub secret expands to "": the key is there, but empty.
-            Some(_) => bail!(
+            true => bail!(
                 "WANDB_API_KEY is set in the environment but empty (an unset CI secret expands \
                  to \"\"): set it to your W&B API key, or unset it to use the embedded local store"
             ),
-            None => bail!(
+            false => bail!(
                 "WANDB_BASE_URL is set to {base_url} but WANDB_API_KEY is not: set the key, \
                  or unset WANDB_BASE_URL to use the embedded local store"
             ),

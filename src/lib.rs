@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod analyze;
 pub mod artifacts;
+pub mod automation;
 pub mod bench;
 pub mod cli;
 pub mod commands;

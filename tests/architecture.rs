@@ -18,7 +18,7 @@ const CRATE_FLOORS: &[&[&str]] = &[
         "datasets",
         "artifacts",
     ],
-    &["lifecycle"],
+    &["lifecycle", "automation"],
     &["scaffold"],
     &["testkit"],
     &["bench"],

@@ -172,10 +172,6 @@ fn command_lines(text: &str) -> Vec<String> {
     found
 }
 
-/// Commands the skills name that are not built yet (issue 13): the check skips them until
-/// they land, and fails once they parse, so this list cannot go stale.
-const NOT_BUILT_YET: &[&str] = &["mlwf setup-automation"];
-
 #[test]
 fn every_mlwf_command_in_the_templates_skills_readme_and_claude_md_parses() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -197,16 +193,6 @@ fn every_mlwf_command_in_the_templates_skills_readme_and_claude_md_parses() {
         for line in command_lines(&text) {
             let words = shlex::split(&line).unwrap_or_else(|| panic!("{line:?} does not split"));
             let parsed = mlwf::cli::Cli::try_parse_from(&words);
-            if NOT_BUILT_YET
-                .iter()
-                .any(|pending| line.starts_with(pending))
-            {
-                assert!(
-                    parsed.is_err(),
-                    "`{line}` parses now: drop it from NOT_BUILT_YET"
-                );
-                continue;
-            }
             // A command group named in prose (`mlwf queue`) is a reference, not a command.
             let group = clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
             if let Err(error) = parsed.as_ref().map(drop).map_err(|e| e.kind()) {

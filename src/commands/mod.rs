@@ -19,6 +19,7 @@ pub mod queue;
 pub mod results;
 pub mod runs;
 pub mod server;
+pub mod setup_automation;
 pub mod train;
 
 use std::io::Write as _;
@@ -57,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(command) => queue::run(store, command).await,
         Command::Artifacts(command) => artifacts::run(store, command).await,
         Command::Init(args) => init::run(args),
+        Command::SetupAutomation(args) => setup_automation::run(store, args).await,
         Command::Experiment(command) => experiment::run(store, command).await,
         Command::Baseline(command) => baseline::run(store, command).await,
         Command::MergeWinners(args) => baseline::merge_winners(store, args).await,

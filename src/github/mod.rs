@@ -7,6 +7,7 @@
 
 pub mod actions;
 mod pulls;
+mod settings;
 mod sticky;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use serde_json::json;
 use crate::secrets::Secret;
 
 pub use pulls::{Checks, Issue, NewPull, Pull, Ref, Release};
+pub use settings::{seal, Change, PublicKey, WorkflowRun};
 pub use sticky::{upsert_sticky, StickyOutcome};
 
 /// Comments per page: GitHub's maximum, so a PR with 150 comments takes two requests.

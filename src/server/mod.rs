@@ -12,6 +12,7 @@ mod ids;
 mod routes;
 mod signing;
 mod store;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,12 @@ pub struct Tuning {
     /// How long a running run may go without a file_stream request or heartbeat before it
     /// reads as crashed (W&B's default: minutes; the SDK heartbeats every 30 s).
     pub run_timeout: Duration,
+    /// Attempts per automation webhook delivery, the first included.
+    pub webhook_attempts: u32,
+    /// Wait before a delivery's first retry; it doubles each time, up to a minute.
+    pub webhook_backoff: Duration,
+    /// How long a stopping server goes on sending the deliveries that are due.
+    pub webhook_drain: Duration,
 }
 
 impl Default for Tuning {
@@ -57,6 +64,9 @@ impl Default for Tuning {
         Tuning {
             queue_lease: DEFAULT_QUEUE_LEASE,
             run_timeout: DEFAULT_RUN_TIMEOUT,
+            webhook_attempts: 5,
+            webhook_backoff: Duration::from_secs(4),
+            webhook_drain: Duration::from_secs(5),
         }
     }
 }
@@ -67,6 +77,14 @@ pub struct RunningServer {
     api_key: String,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    webhooks: Webhooks,
+}
+
+/// The webhook sender's task and how to stop it.
+struct Webhooks {
+    stopping: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
+    drain: Duration,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -89,13 +107,26 @@ impl RunningServer {
         &self.api_key
     }
 
-    /// Stops accepting connections, lets requests in flight finish, and returns.
+    /// Stops accepting connections, lets requests in flight finish, sends the webhook
+    /// deliveries that are due (for a while; the rest go out on the next start), and returns.
     pub async fn shutdown(self) {
         let _ = self.stop.send(());
         match self.task.await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => tracing::error!("server stopped with an error: {err}"),
             Err(err) => tracing::error!("server task failed: {err}"),
+        }
+        let Webhooks {
+            stopping,
+            mut task,
+            drain,
+        } = self.webhooks;
+        let _ = stopping.send(true);
+        if tokio::time::timeout(drain, &mut task).await.is_err() {
+            tracing::warn!(
+                "webhook deliveries still pending at shutdown; they resume on the next start"
+            );
+            task.abort();
         }
     }
 }
@@ -129,6 +160,12 @@ pub async fn start_with(
         anyhow::Ok((store, signer))
     })
     .await??;
+    let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+    let webhooks = Webhooks {
+        stopping,
+        task: tokio::spawn(webhooks::run(store.clone(), tuning, stopping_rx)),
+        drain: tuning.webhook_drain,
+    };
     let state = routes::AppState {
         store,
         engine: graphql::engine::Engine::new()?,
@@ -161,6 +198,7 @@ pub async fn start_with(
         api_key,
         stop,
         task,
+        webhooks,
     })
 }
 

@@ -2,8 +2,10 @@
 //! create, read with mergeability, squash-merge, mark ready through GraphQL), issues, paginated
 //! issue comments (with `Link` headers), comment create/update/delete, labels, check runs and
 //! releases. Given a bare git repository (`with_git`) it is that repository's GitHub: heads and
-//! mergeability come from it, and a merge writes the squash commit into it. It checks the token
-//! and records every request, so tests assert on what was sent.
+//! mergeability come from it, and a merge writes the squash commit into it. Actions settings:
+//! sealed secrets (the fake holds the private key, so tests read them back), variables, labels,
+//! `repository_dispatch` (recorded) and the workflow runs a dispatch may start. It checks the
+//! token and records every request, so tests assert on what was sent.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -80,9 +82,17 @@ struct Repo {
     releases: Vec<FakeRelease>,
     comments: BTreeMap<u64, FakeComment>,
     next_comment: u64,
-    labels: BTreeSet<String>,
+    /// Label → (colour, description).
+    labels: BTreeMap<String, (String, String)>,
     issue_labels: HashMap<u64, BTreeSet<String>>,
     requests: Vec<Recorded>,
+    /// Actions secret → its sealed value as sent.
+    secrets: BTreeMap<String, String>,
+    variables: BTreeMap<String, String>,
+    dispatches: Vec<Value>,
+    /// Conclusion of the completed workflow run each dispatch starts; `None`: no run starts.
+    dispatch_conclusion: Option<String>,
+    workflow_runs: Vec<Value>,
 }
 
 struct Inner {
@@ -94,6 +104,8 @@ struct Inner {
     list_latency: Mutex<Duration>,
     /// The bare repository this fake is the GitHub of, if any.
     git: Mutex<Option<std::path::PathBuf>>,
+    /// The repository's Actions key pair: secrets are sealed to its public half.
+    actions_key: crypto_box::SecretKey,
     state: Mutex<Repo>,
 }
 
@@ -125,6 +137,7 @@ impl FakeGitHub {
             url,
             list_latency: Mutex::new(Duration::ZERO),
             git: Mutex::new(None),
+            actions_key: crypto_box::SecretKey::generate(&mut crypto_box::aead::OsRng),
             state: Mutex::new(Repo {
                 next_comment: 1_000,
                 next_number: 1,
@@ -165,6 +178,28 @@ impl FakeGitHub {
                 delete(remove_label),
             )
             .route("/repos/{owner}/{repo}/labels", post(create_label))
+            .route(
+                "/repos/{owner}/{repo}/labels/{name}",
+                get(read_label).patch(update_label),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/secrets/public-key",
+                get(public_key),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/secrets/{name}",
+                get(read_secret).put(put_secret),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/variables",
+                post(create_variable),
+            )
+            .route(
+                "/repos/{owner}/{repo}/actions/variables/{name}",
+                get(read_variable).patch(update_variable),
+            )
+            .route("/repos/{owner}/{repo}/dispatches", post(dispatch))
+            .route("/repos/{owner}/{repo}/actions/runs", get(workflow_runs))
             .fallback(not_found)
             .layer(axum::middleware::from_fn_with_state(inner.clone(), guard))
             .with_state(inner.clone());
@@ -265,7 +300,32 @@ impl FakeGitHub {
     }
 
     pub fn repo_labels(&self) -> Vec<String> {
-        self.state().labels.iter().cloned().collect()
+        self.state().labels.keys().cloned().collect()
+    }
+
+    /// An Actions secret, opened with the repository's private key; `None` if unset.
+    pub fn secret(&self, name: &str) -> Option<String> {
+        use base64::Engine as _;
+        let sealed = self.state().secrets.get(name)?.clone();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        let open = self.inner.actions_key.unseal(&bytes).ok()?;
+        String::from_utf8(open).ok()
+    }
+
+    pub fn variables(&self) -> BTreeMap<String, String> {
+        self.state().variables.clone()
+    }
+
+    /// Every `repository_dispatch` body received, oldest first.
+    pub fn dispatches(&self) -> Vec<Value> {
+        self.state().dispatches.clone()
+    }
+
+    /// From now on each dispatch starts a workflow run that completes with `conclusion`.
+    pub fn complete_dispatched_runs(&self, conclusion: &str) {
+        self.state().dispatch_conclusion = Some(conclusion.to_owned());
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -791,7 +851,10 @@ async fn add_labels(
     let mut state = lock(&inner.state);
     for name in &names {
         // GitHub creates unknown labels on the fly.
-        state.labels.insert(name.clone());
+        state
+            .labels
+            .entry(name.clone())
+            .or_insert_with(|| ("ededed".to_owned(), String::new()));
     }
     let labels = state.issue_labels.entry(number).or_default();
     labels.extend(names);
@@ -820,12 +883,175 @@ async fn create_label(State(inner): Shared, Json(body): Json<Value>) -> Response
         return error(StatusCode::UNPROCESSABLE_ENTITY, "name is missing");
     };
     let mut state = lock(&inner.state);
-    if !state.labels.insert(name.to_owned()) {
+    if state.labels.contains_key(name) {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "Validation Failed");
     }
+    let color = body["color"].as_str().unwrap_or("ededed").to_owned();
+    let description = body["description"].as_str().unwrap_or("").to_owned();
+    state
+        .labels
+        .insert(name.to_owned(), (color.clone(), description.clone()));
     (
         StatusCode::CREATED,
-        Json(json!({"name": name, "color": body["color"], "description": body["description"]})),
+        Json(json!({"name": name, "color": color, "description": description})),
     )
         .into_response()
+}
+
+async fn read_label(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> Response {
+    match lock(&inner.state).labels.get(&name) {
+        Some((color, description)) => {
+            Json(json!({"name": name, "color": color, "description": description})).into_response()
+        }
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn update_label(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = lock(&inner.state);
+    let Some(label) = state.labels.get_mut(&name) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if let Some(color) = body["color"].as_str() {
+        label.0 = color.to_owned();
+    }
+    if let Some(description) = body["description"].as_str() {
+        label.1 = description.to_owned();
+    }
+    let (color, description) = label.clone();
+    Json(json!({"name": name, "color": color, "description": description})).into_response()
+}
+
+async fn public_key(State(inner): Shared) -> Response {
+    use base64::Engine as _;
+    let key =
+        base64::engine::general_purpose::STANDARD.encode(inner.actions_key.public_key().as_bytes());
+    Json(json!({"key_id": ACTIONS_KEY_ID, "key": key})).into_response()
+}
+
+/// The id of the fake's one Actions key.
+const ACTIONS_KEY_ID: &str = "568250167242549743";
+
+async fn read_secret(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> Response {
+    if name == "public-key" || !lock(&inner.state).secrets.contains_key(&name) {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    Json(json!({"name": name, "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}))
+        .into_response()
+}
+
+async fn put_secret(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let (Some(value), Some(key_id)) = (body["encrypted_value"].as_str(), body["key_id"].as_str())
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "encrypted_value and key_id are required",
+        );
+    };
+    if key_id != ACTIONS_KEY_ID {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "Bad key_id");
+    }
+    let existed = lock(&inner.state)
+        .secrets
+        .insert(name, value.to_owned())
+        .is_some();
+    if existed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::CREATED.into_response()
+    }
+}
+
+async fn read_variable(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+) -> Response {
+    match lock(&inner.state).variables.get(&name) {
+        Some(value) => Json(json!({"name": name, "value": value})).into_response(),
+        None => error(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+async fn create_variable(State(inner): Shared, Json(body): Json<Value>) -> Response {
+    let (Some(name), Some(value)) = (body["name"].as_str(), body["value"].as_str()) else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "name and value are required",
+        );
+    };
+    let mut state = lock(&inner.state);
+    if state.variables.contains_key(name) {
+        return error(StatusCode::CONFLICT, "Already exists");
+    }
+    state.variables.insert(name.to_owned(), value.to_owned());
+    StatusCode::CREATED.into_response()
+}
+
+async fn update_variable(
+    State(inner): Shared,
+    Path((_, _, name)): Path<(String, String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    let mut state = lock(&inner.state);
+    let Some(slot) = state.variables.get_mut(&name) else {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    };
+    if let Some(value) = body["value"].as_str() {
+        *slot = value.to_owned();
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn dispatch(State(inner): Shared, Json(body): Json<Value>) -> Response {
+    if body["event_type"].as_str().is_none_or(str::is_empty) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "event_type is required");
+    }
+    if !body["client_payload"].is_null() && !body["client_payload"].is_object() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "client_payload must be an object",
+        );
+    }
+    let mut state = lock(&inner.state);
+    state.dispatches.push(body);
+    if let Some(conclusion) = state.dispatch_conclusion.clone() {
+        let id = 9_000 + state.workflow_runs.len() as u64;
+        let url = format!(
+            "https://github.com/{}/{}/actions/runs/{id}",
+            inner.owner, inner.repo
+        );
+        state.workflow_runs.insert(
+            0,
+            json!({"id": id, "event": "repository_dispatch", "status": "completed",
+                   "conclusion": conclusion, "created_at": "2026-01-01T00:00:00Z", "html_url": url}),
+        );
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn workflow_runs(
+    State(inner): Shared,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let state = lock(&inner.state);
+    let runs: Vec<&Value> = state
+        .workflow_runs
+        .iter()
+        .filter(|r| query.get("event").is_none_or(|e| r["event"] == e.as_str()))
+        .collect();
+    Json(json!({"total_count": runs.len(), "workflow_runs": runs})).into_response()
 }

@@ -343,7 +343,7 @@ fn payload<T: for<'de> Deserialize<'de>>(
 }
 
 impl Client {
-    async fn mutate<T: for<'de> Deserialize<'de>>(
+    pub(super) async fn mutate<T: for<'de> Deserialize<'de>>(
         &self,
         op: &Operation,
         field: &str,
@@ -626,7 +626,7 @@ impl Client {
 
     /// `GET /mlwf/v1/<segments>`, a read only mlwf's server answers: `None` from a server that
     /// has no such route (W&B) or an answer of another shape.
-    async fn mlwf_read<T: for<'de> Deserialize<'de>>(
+    pub(super) async fn mlwf_read<T: for<'de> Deserialize<'de>>(
         &self,
         op: &str,
         segments: &[&str],

@@ -10,6 +10,7 @@
 
 mod alerts;
 mod artifacts;
+mod automations;
 mod client;
 mod connection;
 mod error;
@@ -29,6 +30,7 @@ pub use artifacts::{
     safe_artifact_name, ArtifactFile, ArtifactInfo, ArtifactRef, ArtifactSpec, DownloadedArtifact,
     LoggedArtifact, Manifest, ManifestEntry,
 };
+pub use automations::{Automation, AutomationSpec, WebhookIntegration};
 pub use client::{Client, Viewer};
 pub use error::{Error, Result};
 pub use filestream::Stream;

@@ -4,6 +4,7 @@
 pub mod engine;
 
 mod artifacts;
+mod automations;
 mod files;
 pub(crate) mod launch;
 mod project;
@@ -61,6 +62,10 @@ impl<'c> Root<'c> {
         let ctx = self.ctx;
         match info.field_name() {
             "upsertBucket" => runs::upsert_bucket(ctx, info),
+            "createGenericWebhookIntegration" => automations::create_webhook(ctx, info),
+            "createFilterTrigger" => automations::create_trigger(ctx, info),
+            "updateFilterTrigger" => automations::update_trigger(ctx, info),
+            "deleteTrigger" => automations::delete_trigger(ctx, info),
             "upsertModel" => project::upsert_model(ctx, info),
             "stopRun" => runs::stop_run(ctx, info),
             "deleteRun" => runs::delete_run(ctx, info),

@@ -3,8 +3,8 @@
 use apollo_compiler::resolvers::{FieldError, ObjectValue, ResolveInfo};
 use serde::Deserialize;
 
-use super::engine::{arg, leaf, leaves, nullable, object, unsupported, Record, Res};
-use super::{artifacts, launch, runs, viewer, Ctx};
+use super::engine::{arg, leaf, nullable, object, unsupported, Record, Res};
+use super::{artifacts, automations, launch, runs, viewer, Ctx};
 use crate::server::ids;
 use crate::server::store::{
     ensure_project, find_project, project_by_id, set_project_description, wandb_time, ProjectRow,
@@ -92,7 +92,7 @@ impl ObjectValue for ProjectObj<'_> {
             "createdAt" => leaf(wandb_time(&row.created_at)),
             "isBenchmark" => leaf(false),
             "user" => object(viewer::user()),
-            "triggers" => leaves(Vec::<()>::new()),
+            "triggers" => automations::project_triggers(ctx, row.id),
             "runCount" => runs::run_count(ctx, row.id, info),
             "runs" => runs::runs(ctx, row.id, info),
             "run" | "bucket" => runs::run(ctx, row.id, info),

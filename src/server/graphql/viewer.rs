@@ -62,4 +62,15 @@ pub fn entity_record<'a>(ctx: &'a Ctx<'a>, id: i64, name: String) -> Record<'a> 
         .with("defaultResourceConfig", move |info| {
             super::launch::default_resource_config(ctx, id, info)
         })
+        .with("integrations", {
+            let name = name.clone();
+            move |info| super::automations::integrations(ctx, &name, info)
+        })
+        .with("triggers", {
+            let name = name.clone();
+            move |info| super::automations::entity_triggers(ctx, &name, info)
+        })
+        .with("projects", move |info| {
+            super::automations::entity_projects(ctx, id, info)
+        })
 }

@@ -2,6 +2,7 @@
 //! which carry their own authorization.
 
 mod alerts;
+mod automations;
 mod file_stream;
 mod graphql;
 mod launch;
@@ -42,6 +43,12 @@ pub fn router(state: AppState) -> Router {
             get(alerts::list),
         )
         .route("/mlwf/v1/run-queue-items/{item}", get(launch::item_details))
+        .route("/mlwf/v1/secrets/{entity}", get(automations::secret_names))
+        .route(
+            "/mlwf/v1/secrets/{entity}/{name}",
+            post(automations::set_secret),
+        )
+        .route("/mlwf/v1/deliveries/{entity}", get(automations::deliveries))
         .route(
             "/mlwf/v1/launch-agents/{entity}/{project}",
             get(launch::agents),

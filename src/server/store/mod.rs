@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod artifacts;
+pub mod automations;
 pub mod files;
 pub mod launch;
 pub mod lines;
@@ -19,8 +20,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension as _};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i32 = 1;
+/// Each entry brings the database from its index's version to the next: `schema.sql` makes
+/// version 1 from an empty database, and so on. Never edit one that has shipped; add another.
+const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("automations.sql")];
+const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Errors of domain operations. `NotFound` and `Invalid` are the caller's fault and are shown
 /// to clients as they are; the rest are server faults.
@@ -61,6 +64,9 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Idle read connections; WAL lets them read while the writer commits.
     readers: Mutex<Vec<Connection>>,
+    /// Signalled after each committed write, so background work (the webhook sender) wakes
+    /// without polling.
+    committed: tokio::sync::Notify,
 }
 
 /// Where file bodies live under the data directory.
@@ -110,6 +116,7 @@ impl Store {
                 files,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                committed: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -146,11 +153,21 @@ impl Store {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        run_blocking(move || {
+        let result = run_blocking(move || {
             let conn = lock(&inner.writer);
             in_transaction(&conn, "BEGIN IMMEDIATE", f)
         })
-        .await
+        .await;
+        if result.is_ok() {
+            self.inner.committed.notify_one();
+        }
+        result
+    }
+
+    /// Completes after the next committed write (or at once if one happened since the last
+    /// call returned).
+    pub async fn committed(&self) {
+        self.inner.committed.notified().await
     }
 }
 
@@ -234,18 +251,18 @@ fn open_connection(path: &Path, read_only: bool) -> anyhow::Result<Connection> {
 
 fn migrate(conn: &Connection) -> anyhow::Result<()> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    match version {
-        0 => {
-            conn.execute_batch(&format!(
-                "BEGIN; {SCHEMA}; PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?;
-            Ok(())
-        }
-        SCHEMA_VERSION => Ok(()),
-        other => anyhow::bail!(
-            "database schema version {other} is newer than this mlwf ({SCHEMA_VERSION})"
-        ),
+    anyhow::ensure!(
+        version <= SCHEMA_VERSION,
+        "database schema version {version} is newer than this mlwf ({SCHEMA_VERSION})"
+    );
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let to = from + 1;
+        conn.execute_batch(&format!(
+            "BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;"
+        ))
+        .with_context(|| format!("cannot migrate the database to schema version {to}"))?;
     }
+    Ok(())
 }
 
 /// The current time in the stored format.

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::automations;
 use super::{
     ensure_project, invalid, json_column, not_found, now, parse_time, validate_name, StoreResult,
 };
@@ -240,7 +241,8 @@ pub fn upsert_run(
     };
 
     let now = now();
-    let inserted = match find_run(conn, project_id, &name)? {
+    let before = find_run(conn, project_id, &name)?.map(|run| run.stored_state);
+    let inserted = match before {
         Some(_) => false,
         None => {
             let display_name = match &input.display_name {
@@ -301,6 +303,7 @@ pub fn upsert_run(
     )?;
     let run = find_run(conn, project_id, &name)?
         .ok_or_else(|| not_found(format!("run {name} vanished during upsert")))?;
+    automations::run_state_changed(conn, &run, before.as_deref())?;
     Ok((run, inserted))
 }
 
@@ -379,14 +382,18 @@ pub fn set_state(conn: &Connection, run_id: i64, state: &str) -> StoreResult<()>
     if !VALID_STATES.contains(&state) {
         return Err(invalid(format!("unknown run state {state:?}")));
     }
-    let changed = conn.execute(
+    let before = run_by_id(conn, run_id)?.ok_or_else(|| not_found("run not found"))?;
+    conn.execute(
         "UPDATE runs SET state = ?2, updated_at = ?3 WHERE id = ?1",
         (run_id, state, now()),
     )?;
-    if changed == 0 {
-        return Err(not_found("run not found"));
-    }
-    Ok(())
+    state_changed(conn, run_id, &before.stored_state)
+}
+
+/// Hands a state change to the automations watching the run.
+fn state_changed(conn: &Connection, run_id: i64, before: &str) -> StoreResult<()> {
+    let run = run_by_id(conn, run_id)?.ok_or_else(|| not_found("run not found"))?;
+    automations::run_state_changed(conn, &run, Some(before))
 }
 
 /// Records that the run's process was heard from, and what that says about its state.
@@ -415,7 +422,10 @@ pub fn record_activity(conn: &Connection, run: &RunRow, change: Activity) -> Sto
         "UPDATE runs SET heartbeat_at = ?2, updated_at = ?2, state = COALESCE(?3, state) WHERE id = ?1",
         (run.id, &now, state),
     )?;
-    Ok(())
+    match state {
+        Some(_) => state_changed(conn, run.id, &run.stored_state),
+        None => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

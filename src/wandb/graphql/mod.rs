@@ -18,6 +18,16 @@ macro_rules! with_run_fields {
     };
 }
 
+/// The fields of an automation that [`crate::wandb::Automation`] is built from.
+macro_rules! with_automation_fields {
+    ($file:literal) => {
+        concat!(
+            include_str!($file),
+            include_str!("automation_fields.graphql")
+        )
+    };
+}
+
 pub const VIEWER: Operation = Operation {
     name: "Viewer",
     document: include_str!("viewer.graphql"),
@@ -94,6 +104,39 @@ pub const RUN_CONSOLE_LOG_TAIL: Operation = Operation {
     name: "RunConsoleLogTail",
     document: include_str!("run_console_log_tail.graphql"),
 };
+pub const UPSERT_MODEL: Operation = Operation {
+    name: "UpsertModel",
+    document: include_str!("upsert_model.graphql"),
+};
+pub const PROJECT_ID: Operation = Operation {
+    name: "ProjectId",
+    document: include_str!("project_id.graphql"),
+};
+pub const INTEGRATIONS_BY_ENTITY: Operation = Operation {
+    name: "IntegrationsByEntity",
+    document: include_str!("integrations_by_entity.graphql"),
+};
+pub const CREATE_GENERIC_WEBHOOK_INTEGRATION: Operation = Operation {
+    name: "CreateGenericWebhookIntegration",
+    document: include_str!("create_generic_webhook_integration.graphql"),
+};
+pub const GET_ENTITY_AUTOMATIONS: Operation = Operation {
+    name: "GetEntityAutomations",
+    document: with_automation_fields!("get_entity_automations.graphql"),
+};
+pub const CREATE_AUTOMATION: Operation = Operation {
+    name: "CreateAutomation",
+    document: with_automation_fields!("create_automation.graphql"),
+};
+pub const UPDATE_AUTOMATION: Operation = Operation {
+    name: "UpdateAutomation",
+    document: with_automation_fields!("update_automation.graphql"),
+};
+pub const DELETE_AUTOMATION: Operation = Operation {
+    name: "DeleteAutomation",
+    document: include_str!("delete_automation.graphql"),
+};
+
 /// Every operation the client can send.
 // W&B Launch (queues, items, agents) and run control, as the official agent sends them.
 pub const PROJECT_RUN_QUEUES: Operation = Operation {
@@ -223,4 +266,12 @@ pub const ALL: &[Operation] = &[
     UPDATE_RUN_STATE,
     DELETE_ARTIFACT,
     ADD_ALIASES,
+    UPSERT_MODEL,
+    PROJECT_ID,
+    INTEGRATIONS_BY_ENTITY,
+    CREATE_GENERIC_WEBHOOK_INTEGRATION,
+    GET_ENTITY_AUTOMATIONS,
+    CREATE_AUTOMATION,
+    UPDATE_AUTOMATION,
+    DELETE_AUTOMATION,
 ];
