@@ -208,3 +208,125 @@ fn every_mlwf_command_in_the_templates_skills_readme_and_claude_md_parses() {
     }
     assert!(checked > 60, "only {checked} command lines found");
 }
+
+/// `mlwf setup-automation` in an `init`ed repository, against the fake GitHub and the fixture's
+/// server: secrets sealed to the repository's key, variables, labels, the W&B secret, webhook
+/// and automation; a second run changes nothing; `--test` waits for the dispatched workflow run.
+/// The keys come from the environment and from `.claude/settings.local.json`, and none is
+/// printed.
+#[tokio::test]
+async fn setup_automation_connects_github_and_wandb_once_and_says_so_the_second_time() {
+    use crate::util::{Fixture, ENTITY, KEY, PROJECT};
+    use mlwf::testkit::github::FakeGitHub;
+
+    const TOKEN: &str = "ghp_setup_token_0123456789";
+    const ANTHROPIC: &str = "sk-ant-setup-test-0123456789";
+    let t = Fixture::start().await;
+    let github = FakeGitHub::start("octo", "lab", TOKEN).await.unwrap();
+    let repo = t.path("lab");
+    git(&repo, &["init", "-q", "-b", "main"]);
+    assert!(init(&repo, &[]).await.status.success());
+    std::fs::write(
+        repo.join(".claude/settings.local.json"),
+        format!(r#"{{"env": {{"ANTHROPIC_API_KEY": "{ANTHROPIC}"}}}}"#),
+    )
+    .unwrap();
+    let setup = |args: &[&str]| {
+        let mut command =
+            crate::launch::mlwf(&t, &repo, &["setup-automation", "--repo", "octo/lab"]);
+        command
+            .args(args)
+            .env("GITHUB_TOKEN", TOKEN)
+            .env("GITHUB_API_URL", github.url());
+        command
+    };
+    let first = output(&mut setup(&["--json"])).await;
+    assert!(first.status.success(), "{}", text(&first));
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let outcomes: Vec<(String, String)> = report["setup"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["what"].as_str().unwrap().to_owned(),
+                s["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        outcomes
+            .iter()
+            .all(|(_, o)| o == "created" || o == "updated"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(github.secret("WANDB_API_KEY").as_deref(), Some(KEY));
+    assert_eq!(
+        github.secret("ANTHROPIC_API_KEY").as_deref(),
+        Some(ANTHROPIC)
+    );
+    let variables = github.variables();
+    assert_eq!(variables["WANDB_ENTITY"], ENTITY);
+    assert_eq!(variables["WANDB_PROJECT"], PROJECT);
+    assert_eq!(variables["WANDB_BASE_URL"], t.server.base_url());
+    for label in ["mlwf:better", "mlwf:worse", "mlwf:failed"] {
+        assert!(github.repo_labels().contains(&label.to_owned()), "{label}");
+    }
+    assert_eq!(
+        t.client.team_secret_names(ENTITY).await.unwrap().unwrap(),
+        ["GITHUB_DISPATCH_TOKEN"]
+    );
+
+    let second = output(&mut setup(&[])).await;
+    assert!(second.status.success(), "{}", text(&second));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(said.contains("nothing changed"), "{said}");
+    let hooks = t.client.webhook_integrations(ENTITY).await.unwrap();
+    assert_eq!(hooks.len(), 1, "{hooks:?}");
+    assert_eq!(
+        hooks[0].url,
+        format!("{}/repos/octo/lab/dispatches", github.url())
+    );
+    let automations = t.client.automations(ENTITY).await.unwrap();
+    assert_eq!(automations.len(), 1, "{automations:?}");
+    assert!(automations[0].spec.event_filter.contains("FAILED"));
+
+    // The automation fires at this repository's /dispatches with the token W&B holds.
+    t.upsert_run(ENTITY, PROJECT, "ends", serde_json::json!({}))
+        .await;
+    t.file_stream(
+        ENTITY,
+        PROJECT,
+        "ends",
+        serde_json::json!({"complete": true, "exitcode": 0}),
+    )
+    .await;
+    let mut dispatches = Vec::new();
+    for _ in 0..100 {
+        dispatches = github.dispatches();
+        if !dispatches.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(dispatches.len(), 1, "no dispatch arrived");
+    assert_eq!(dispatches[0]["event_type"], "wandb_run_finished");
+    assert_eq!(dispatches[0]["client_payload"]["project_name"], PROJECT);
+    assert_eq!(dispatches[0]["client_payload"]["event_type"], "RUN_STATE");
+
+    // --test: one dispatch, and the workflow run it starts.
+    github.complete_dispatched_runs("success");
+    let tested = output(&mut setup(&["--test", "--json"])).await;
+    assert!(tested.status.success(), "{}", text(&tested));
+    let report: serde_json::Value = serde_json::from_slice(&tested.stdout).unwrap();
+    assert_eq!(report["test"]["conclusion"], "success", "{report:#}");
+    assert_eq!(github.dispatches().len(), 2);
+
+    for out in [&first, &second, &tested] {
+        let all = text(out);
+        for secret in [KEY, TOKEN, ANTHROPIC] {
+            assert!(!all.contains(secret), "a secret was printed: {all}");
+        }
+    }
+    t.shutdown().await;
+}

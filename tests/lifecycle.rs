@@ -33,8 +33,16 @@ struct Lab {
     github: FakeGitHub,
 }
 
+/// How the lab's first commit is made.
+enum Start {
+    /// README, CLAUDE.md with the baseline markers, mlwf.toml, .gitignore, by hand.
+    ByHand,
+    /// `mlwf init`, then the short training config.
+    Init,
+}
+
 impl Lab {
-    async fn new(t: &Fixture) -> Lab {
+    async fn new(t: &Fixture, start: Start) -> Lab {
         let root = t.path("lab");
         let work = root.join("work");
         let bare = root.join("lab.git");
@@ -45,10 +53,21 @@ impl Lab {
         );
         git(&work, &["init", "-q", "-b", "main"]);
         std::fs::write(work.join("README.md"), "lab\n").unwrap();
-        std::fs::write(work.join("CLAUDE.md"), CLAUDE).unwrap();
+        match start {
+            Start::ByHand => {
+                std::fs::write(work.join("CLAUDE.md"), CLAUDE).unwrap();
+                // Checkpoints and the store stay out of the tree's status.
+                std::fs::write(work.join(".gitignore"), ".mlwf/\n").unwrap();
+            }
+            Start::Init => {
+                let out = output(
+                    crate::util::mlwf_async(&work).args(["init", "--name", PROJECT, "--json"]),
+                )
+                .await;
+                assert!(out.status.success(), "{}", text(&out));
+            }
+        }
         std::fs::write(work.join("mlwf.toml"), CONFIG).unwrap();
-        // Checkpoints and the store stay out of the tree's status.
-        std::fs::write(work.join(".gitignore"), ".mlwf/\n").unwrap();
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "-m", "the lab"]);
         let fakessh = mlwf::testkit::launch::fake_ssh(&root).unwrap();
@@ -200,7 +219,7 @@ fn path_of(value: &Value) -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
     let t = Fixture::start().await;
-    let lab = Lab::new(&t).await;
+    let lab = Lab::new(&t, Start::ByHand).await;
     let work = lab.work.clone();
 
     // The first baseline: main's commit tagged baseline-v1, two seeds run by the agent.
@@ -525,6 +544,201 @@ async fn the_loop_from_ideas_to_a_merged_baseline_and_back() {
         retired.tags.contains(&"baseline-retired".to_owned()),
         "{:?}",
         retired.tags
+    );
+    t.shutdown().await;
+}
+
+/// `act` on `.github/workflows/wandb-run-finished.yml` of this checkout (`uses: ./action`) in
+/// host mode, for one `repository_dispatch`: GitHub Actions played on loopback. The secrets and
+/// variables are the ones `setup-automation` stored on the fake GitHub; the action uses the
+/// `mlwf` under test (`MLWF_BIN`) instead of building one.
+async fn act(t: &Fixture, lab: &Lab, dispatch: &Value) -> Output {
+    let Some(act) = crate::util::venv_tool("act") else {
+        panic!("act is missing: run scripts/test.sh");
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let event = t.path("act").join("event.json");
+    let body = serde_json::json!({
+        "action": dispatch["event_type"],
+        "client_payload": dispatch["client_payload"],
+        "repository": {"full_name": format!("{OWNER}/{REPO}"), "name": REPO,
+                       "owner": {"login": OWNER}},
+    });
+    std::fs::write(&event, body.to_string()).unwrap();
+    let variables = lab.github.variables();
+    let mut command = tokio::process::Command::new(act);
+    command.current_dir(root).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["WANDB_", "MLWF_", "GITHUB_", "ANTHROPIC_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
+        .args([
+            "repository_dispatch",
+            "-W",
+            ".github/workflows/wandb-run-finished.yml",
+        ])
+        .arg("-e")
+        .arg(&event)
+        .args(["-P", "ubuntu-latest=-self-hosted"])
+        // Secret values reach act through its environment, never its argv.
+        .args(["-s", "WANDB_API_KEY", "-s", "GITHUB_TOKEN"])
+        .env("WANDB_API_KEY", lab.github.secret("WANDB_API_KEY").unwrap())
+        .env("GITHUB_TOKEN", TOKEN)
+        .env("XDG_CACHE_HOME", t.path("act-cache"));
+    for name in ["WANDB_ENTITY", "WANDB_PROJECT", "WANDB_BASE_URL"] {
+        command
+            .arg("--var")
+            .arg(format!("{name}={}", variables[name]));
+    }
+    for (name, value) in [
+        ("MLWF_BIN", env!("CARGO_BIN_EXE_mlwf").to_owned()),
+        ("GITHUB_API_URL", lab.github.url().to_owned()),
+        ("GITHUB_REPOSITORY", format!("{OWNER}/{REPO}")),
+        ("MLWF_LOG", "warn".to_owned()),
+    ] {
+        command.arg("--env").arg(format!("{name}={value}"));
+    }
+    output(&mut command).await
+}
+
+/// The dispatches the fake GitHub has received, once there are `count`.
+async fn dispatches(lab: &Lab, count: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let got = lab.github.dispatches();
+        if got.len() >= count {
+            return got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{count} dispatches expected: {:#?}",
+        lab.github.dispatches()
+    );
+}
+
+/// Issue 13's loop with no account anywhere: `init` → `setup-automation` → `experiment new` →
+/// `launch` → `mlwf agent` trains → the run finishes → the server's automation dispatches to the
+/// fake GitHub → `act` runs the workflow on that dispatch → the PR gets its report →
+/// `merge-winners` → the baseline moves and CLAUDE.md shows it. A crashed trainer dispatches
+/// too (the trigger watches FAILED) and its PR gets a diagnosis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_loop_runs_on_the_servers_automation_and_act() {
+    let started = std::time::Instant::now();
+    let t = Fixture::start().await;
+    let lab = Lab::new(&t, Start::Init).await;
+    let work = lab.work.clone();
+    let setup = lab.json(&t, &work, &["setup-automation", "--json"]).await;
+    assert!(
+        setup["setup"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(
+                |s| s["what"].as_str().unwrap().starts_with("W&B automation")
+                    && s["outcome"] == "created"
+            ),
+        "{setup:#}"
+    );
+
+    // The baseline: one seed of main through the queue and the agent.
+    lab.json(&t, &work, &["baseline", "run", "--seeds", "1", "--json"])
+        .await;
+    lab.agent(&t, 1).await;
+    dispatches(&lab, 1).await;
+
+    // An idea, launched and trained by the agent; a crash, trained by hand.
+    let higher = lab
+        .json(&t, &work, &["experiment", "new", "Higher LR", "--json"])
+        .await;
+    let crash = lab
+        .json(&t, &work, &["experiment", "new", "Crash early", "--json"])
+        .await;
+    let higher_dir = path_of(&higher["worktree"]);
+    lab.change_lr(&higher_dir, "3e-3");
+    lab.ok(&t, &higher_dir, &["launch", "--json"]).await;
+    lab.agent(&t, 1).await;
+    let crash_dir = path_of(&crash["worktree"]);
+    let out = lab
+        .train(&t, &crash_dir, &[("MLWF_FAULT", "panic-at-step:3")])
+        .await;
+    assert!(!out.status.success(), "{}", text(&out));
+    // Every run that ended dispatched, the crash too (the side runs that log the launches'
+    // job artifacts end as well: the workflow finds nothing to report for them).
+    let deliveries = loop {
+        let list: Vec<Value> = t
+            .http
+            .get(t.url(&format!("/mlwf/v1/deliveries/{ENTITY}")))
+            .basic_auth("api", Some(crate::util::KEY))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if list.iter().any(|d| d["event_state"] == "FAILED")
+            && list.iter().all(|d| d["status"] != "pending")
+        {
+            break list;
+        }
+        assert!(started.elapsed().as_secs() < 600, "{list:#?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "delivered"),
+        "{deliveries:#?}"
+    );
+    let finished = deliveries
+        .iter()
+        .filter(|d| d["event_state"] == "FINISHED")
+        .count();
+    assert!(finished >= 2, "{deliveries:#?}");
+    let sent = dispatches(&lab, deliveries.len()).await;
+    assert!(
+        sent.iter().all(|d| d["event_type"] == "wandb_run_finished"
+            && d["client_payload"]["project_name"] == PROJECT),
+        "{sent:#?}"
+    );
+
+    // GitHub Actions, played by act on the last dispatch: every ended run gets its report.
+    let acting = std::time::Instant::now();
+    let ran = act(&t, &lab, sent.last().unwrap()).await;
+    assert!(ran.status.success(), "act: {}", text(&ran));
+    let act_took = acting.elapsed().as_secs_f64();
+    let higher_pr = higher["pr"].as_u64().unwrap();
+    let crash_pr = crash["pr"].as_u64().unwrap();
+    let report = lab.github.comments(higher_pr);
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert!(report[0].body.contains("better"), "{}", report[0].body);
+    assert!(lab
+        .github
+        .labels(higher_pr)
+        .contains(&"mlwf:better".to_owned()));
+    assert!(lab
+        .github
+        .labels(crash_pr)
+        .contains(&"mlwf:failed".to_owned()));
+    assert!(
+        lab.github.comments(crash_pr)[0].body.contains("panic"),
+        "{:?}",
+        lab.github.comments(crash_pr)
+    );
+
+    // The winner merges; the baseline moves, and CLAUDE.md says so.
+    let merged = lab
+        .json(&t, &work, &["merge-winners", "--no-baseline-run", "--json"])
+        .await;
+    assert_eq!(merged["tag"], "baseline-v2", "{merged:#}");
+    assert!(lab.github.pulls()[&higher_pr].merged);
+    assert!(lab.remote_file("CLAUDE.md").contains("| baseline-v2 |"));
+    eprintln!(
+        "the whole loop (init to merged baseline) took {:.1} s, act's workflow run {act_took:.1} s",
+        started.elapsed().as_secs_f64()
     );
     t.shutdown().await;
 }
