@@ -2,7 +2,8 @@
 //! sends them: `POST` of the filled payload, the integration's access token as Bearer, an
 //! `X-Wandb-Signature` (base64 HMAC-SHA256 of the body) when it has a signing secret. Failures
 //! are retried with exponential backoff and each attempt is recorded on the delivery; a target
-//! that stays down ends as `failed`, and nothing else waits on it.
+//! that stays down ends as `failed`, and nothing else waits on it. Now and then it also looks
+//! for runs that went silent (crashed without a word), which W&B reports as failed.
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::store::automations::{self, Attempt, DueDelivery};
-use super::store::{format_time, Store};
+use super::store::{format_time, Store, StoreResult};
 use super::Tuning;
 use crate::retry::{is_retryable_status, RetryPolicy};
 
@@ -44,7 +45,16 @@ pub async fn run(store: Store, tuning: Tuning, mut stopping: watch::Receiver<boo
             return;
         }
     };
+    let sweep_every =
+        (tuning.run_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let mut swept = tokio::time::Instant::now();
     loop {
+        if swept.elapsed() >= sweep_every {
+            swept = tokio::time::Instant::now();
+            if let Err(err) = report_silent_runs(&store, tuning.run_timeout).await {
+                tracing::error!("cannot look for crashed runs: {err}");
+            }
+        }
         let due = match store
             .read(|conn| automations::due_deliveries(conn, BATCH))
             .await
@@ -77,6 +87,19 @@ pub async fn run(store: Store, tuning: Tuning, mut stopping: watch::Receiver<boo
             }
         }
     }
+}
+
+/// Reads first, so an idle server does not write every few seconds.
+async fn report_silent_runs(store: &Store, timeout: Duration) -> StoreResult<()> {
+    let silent = store
+        .read(move |conn| automations::silent_runs(conn, timeout))
+        .await?;
+    if silent.is_empty() {
+        return Ok(());
+    }
+    store
+        .write(move |conn| automations::report_silent_runs(conn, timeout))
+        .await
 }
 
 /// What one attempt came to, owned so it can move to the store's thread.

@@ -296,3 +296,37 @@ async fn the_official_sdk_lists_and_makes_automations_on_this_server() {
     assert_eq!(out["hooks"], 1, "{out}");
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_run_that_goes_silent_has_crashed_and_fires_failed_once() {
+    let t = Fixture::start_tuned(Tuning {
+        run_timeout: Duration::from_secs(1),
+        ..quick()
+    })
+    .await;
+    let (url, seen) = receiver().await;
+    let hook = t
+        .client
+        .create_webhook_integration(ENTITY, "hook", &url, None, None)
+        .await
+        .unwrap();
+    automation(&t, "on failure", &hook.id, &["FAILED"]).await;
+    // Killed without a word: started, then nothing.
+    t.upsert_run(ENTITY, PROJECT, "vanished", json!({})).await;
+    let list = wait_for(&t, "the crash reported", |d| {
+        d.iter().any(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(list[0]["run_id"], "vanished");
+    assert_eq!(list[0]["event_state"], "FAILED");
+    let body: Value = serde_json::from_str(&seen.lock().unwrap()[0].1).unwrap();
+    assert_eq!(body["client_payload"]["run_state"], "FAILED");
+    // Later sweeps say nothing more about it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(deliveries(&t).await.len(), 1);
+    assert_eq!(
+        t.run_fields(ENTITY, PROJECT, "vanished", "state").await["state"],
+        "crashed"
+    );
+    t.shutdown().await;
+}

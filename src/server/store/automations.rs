@@ -4,8 +4,10 @@
 use rusqlite::{Connection, OptionalExtension as _, Row};
 use serde_json::Value;
 
-use super::runs::RunRow;
-use super::{ensure_entity, find_entity, invalid, not_found, now, project_by_id, StoreResult};
+use super::runs::{run_from_row, RunRow, RUN_COLUMNS};
+use super::{
+    ensure_entity, find_entity, format_time, invalid, not_found, now, project_by_id, StoreResult,
+};
 use crate::server::filter::Filter;
 
 /// The run states a `RUN_STATE` trigger can watch, as W&B names them. `CRASHED` is accepted as
@@ -572,6 +574,38 @@ pub fn run_state_changed(conn: &Connection, run: &RunRow, before: Option<&str>) 
                 now,
             ],
         )?;
+    }
+    Ok(())
+}
+
+/// Runs silent for longer than `timeout` while `running` have crashed: their process is gone
+/// without a word (killed, out of memory, the machine lost), and nothing will change their
+/// stored state. These are the ones automations watching FAILED have not heard of yet; only
+/// runs of projects with run-state automations are looked at.
+pub fn silent_runs(conn: &Connection, timeout: std::time::Duration) -> StoreResult<Vec<RunRow>> {
+    let cutoff = format_time(time::OffsetDateTime::now_utc() - timeout);
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs r WHERE state = 'running' AND heartbeat_at < ?1
+           AND EXISTS (SELECT 1 FROM triggers t JOIN projects p ON p.id = r.project_id
+                       WHERE t.enabled AND t.event_type = 'RUN_STATE'
+                         AND ((t.scope_type = 'PROJECT' AND t.scope_id = r.project_id)
+                           OR (t.scope_type = 'ENTITY' AND t.scope_id = p.entity_id)))
+           AND NOT EXISTS (SELECT 1 FROM deliveries d
+                           WHERE d.run_id = r.id AND d.event_state = 'FAILED')"
+    ))?;
+    let rows = stmt.query_map([cutoff], run_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Tells the automations of the [`silent_runs`] that they crashed, once each (as W&B reports
+/// such runs); their stored state stays `running`, so one that comes back carries on.
+pub fn report_silent_runs(conn: &Connection, timeout: std::time::Duration) -> StoreResult<()> {
+    for run in silent_runs(conn, timeout)? {
+        let crashed = RunRow {
+            stored_state: "crashed".to_owned(),
+            ..run
+        };
+        run_state_changed(conn, &crashed, Some("running"))?;
     }
     Ok(())
 }
