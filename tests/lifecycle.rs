@@ -671,16 +671,9 @@ async fn the_whole_loop_runs_on_the_servers_automation_and_act() {
     // Every run that ended dispatched, the crash too (the side runs that log the launches'
     // job artifacts end as well: the workflow finds nothing to report for them).
     let deliveries = loop {
-        let list: Vec<Value> = t
-            .http
-            .get(t.url(&format!("/mlwf/v1/deliveries/{ENTITY}")))
-            .basic_auth("api", Some(crate::util::KEY))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Vec<Value> =
+            serde_json::from_value(t.get_json(&format!("/mlwf/v1/deliveries/{ENTITY}")).await)
+                .unwrap();
         if list.iter().any(|d| d["event_state"] == "FAILED")
             && list.iter().all(|d| d["status"] != "pending")
         {

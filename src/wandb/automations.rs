@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::connection::{Connection, Pager};
+use super::graphql::Operation;
 use super::graphql::{
     CREATE_AUTOMATION, CREATE_GENERIC_WEBHOOK_INTEGRATION, DELETE_AUTOMATION,
     GET_ENTITY_AUTOMATIONS, INTEGRATIONS_BY_ENTITY, PROJECT_ID, UPDATE_AUTOMATION, UPSERT_MODEL,
@@ -227,29 +228,14 @@ impl Client {
             #[serde(flatten)]
             fields: Value,
         }
-        let mut pager = Pager::default();
-        let mut found = Vec::new();
-        while !pager.is_done() {
-            let data: Value = self
-                .transport()
-                .graphql(
-                    &INTEGRATIONS_BY_ENTITY,
-                    json!({"entity": entity, "cursor": pager.cursor(), "perPage": PAGE}),
-                )
-                .await?;
-            let page: Option<Connection<Node>> = data
-                .pointer("/entity/integrations")
-                .cloned()
-                .and_then(|v| serde_json::from_value(v).ok());
-            for node in pager.advance(page) {
-                if node.typename == "GenericWebhookIntegration" {
-                    if let Ok(hook) = serde_json::from_value(node.fields) {
-                        found.push(hook);
-                    }
-                }
-            }
-        }
-        Ok(found)
+        let nodes: Vec<Node> = self
+            .every_page(&INTEGRATIONS_BY_ENTITY, entity, "/entity/integrations")
+            .await?;
+        Ok(nodes
+            .into_iter()
+            .filter(|n| n.typename == "GenericWebhookIntegration")
+            .filter_map(|n| serde_json::from_value(n.fields).ok())
+            .collect())
     }
 
     /// Creates a webhook integration; `access_token_ref` and `secret_ref` name team secrets
@@ -287,26 +273,37 @@ impl Client {
 
     /// The entity's automations, oldest first.
     pub async fn automations(&self, entity: &str) -> Result<Vec<Automation>> {
+        let raw: Vec<RawTrigger> = self
+            .every_page(&GET_ENTITY_AUTOMATIONS, entity, "/scope/triggers")
+            .await?;
+        Ok(raw.into_iter().map(Automation::from).collect())
+    }
+
+    /// The nodes of the connection at `pointer`, over all its pages, of an operation that
+    /// takes `$entity`, `$cursor` and `$perPage`.
+    async fn every_page<T: for<'de> Deserialize<'de>>(
+        &self,
+        op: &Operation,
+        entity: &str,
+        pointer: &str,
+    ) -> Result<Vec<T>> {
         let mut pager = Pager::default();
         let mut found = Vec::new();
         while !pager.is_done() {
             let data: Value = self
                 .transport()
                 .graphql(
-                    &GET_ENTITY_AUTOMATIONS,
+                    op,
                     json!({"entity": entity, "cursor": pager.cursor(), "perPage": PAGE}),
                 )
                 .await?;
-            let page: Option<Connection<RawTrigger>> = data
-                .pointer("/scope/triggers")
+            let page: Option<Connection<T>> = data
+                .pointer(pointer)
                 .cloned()
                 .map(serde_json::from_value)
                 .transpose()
-                .map_err(|e| {
-                    self.transport()
-                        .unexpected(&GET_ENTITY_AUTOMATIONS, e.to_string())
-                })?;
-            found.extend(pager.advance(page).map(Automation::from));
+                .map_err(|e| self.transport().unexpected(op, e.to_string()))?;
+            found.extend(pager.advance(page));
         }
         Ok(found)
     }

@@ -14,7 +14,7 @@ use mlwf::server::Tuning;
 use mlwf::wandb::AutomationSpec;
 use serde_json::{json, Value};
 
-use crate::util::{self, KEY};
+use crate::util;
 use crate::util::{Fixture, ENTITY, PROJECT};
 
 type Seen = Arc<Mutex<Vec<(HeaderMap, String)>>>;
@@ -45,15 +45,8 @@ fn quick() -> Tuning {
 }
 
 async fn deliveries(t: &Fixture) -> Vec<Value> {
-    let response = t
-        .http
-        .get(t.url(&format!("/mlwf/v1/deliveries/{ENTITY}")))
-        .basic_auth("api", Some(KEY))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
+    let list = t.get_json(&format!("/mlwf/v1/deliveries/{ENTITY}")).await;
+    serde_json::from_value(list).unwrap()
 }
 
 /// Waits until `done` holds for the deliveries (newest first), or fails after 20 s.

@@ -114,6 +114,23 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{script} printed no JSON ({e}): {stdout}"))
     }
 
+    /// `GET path` with the key, which must succeed; its JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(path))
+            .basic_auth("api", Some(KEY))
+            .send()
+            .await
+            .expect("request");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON answer")
+    }
+
     /// A GraphQL request with a chosen key (`None`: no Authorization header).
     pub async fn graphql_as(&self, key: Option<&str>, body: Value) -> (StatusCode, Value) {
         let mut request = self.http.post(self.url("/graphql")).json(&body);

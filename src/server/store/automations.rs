@@ -260,27 +260,7 @@ pub fn create_trigger(conn: &Connection, fields: &TriggerFields) -> StoreResult<
         created_at: now(),
         updated_at: now(),
     };
-    validate_trigger(conn, &row)?;
-    let (scope_type, scope_id) = scope_columns(row.scope);
-    conn.execute(
-        "INSERT INTO triggers (entity_id, name, description, enabled, scope_type, scope_id,
-            event_type, event_filter, action_type, action_config, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-        rusqlite::params![
-            row.entity_id,
-            row.name,
-            row.description,
-            row.enabled,
-            scope_type,
-            scope_id,
-            row.event_type,
-            row.event_filter,
-            row.action_type,
-            row.action_config.to_string(),
-            row.created_at,
-        ],
-    )?;
-    trigger_by_id(conn, conn.last_insert_rowid())
+    save_trigger(conn, &row)
 }
 
 pub fn update_trigger(
@@ -311,29 +291,46 @@ pub fn update_trigger(
     if let Some(config) = &fields.action_config {
         row.action_config = config.clone();
     }
-    validate_trigger(conn, &row)?;
+    save_trigger(conn, &row)
+}
+
+/// Validates and stores a trigger: a new one when `row.id` is 0.
+fn save_trigger(conn: &Connection, row: &TriggerRow) -> StoreResult<TriggerRow> {
+    validate_trigger(conn, row)?;
     let (scope_type, scope_id) = scope_columns(row.scope);
+    let config = row.action_config.to_string();
+    let now = now();
+    let mut params: Vec<&dyn rusqlite::ToSql> = vec![
+        &row.entity_id,
+        &row.name,
+        &row.description,
+        &row.enabled,
+        &scope_type,
+        &scope_id,
+        &row.event_type,
+        &row.event_filter,
+        &row.action_type,
+        &config,
+        &now,
+    ];
+    if row.id == 0 {
+        conn.execute(
+            "INSERT INTO triggers (entity_id, name, description, enabled, scope_type, scope_id,
+                event_type, event_filter, action_type, action_config, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+            params.as_slice(),
+        )?;
+        return trigger_by_id(conn, conn.last_insert_rowid());
+    }
+    params.push(&row.id);
     conn.execute(
-        "UPDATE triggers SET entity_id = ?2, name = ?3, description = ?4, enabled = ?5,
-            scope_type = ?6, scope_id = ?7, event_type = ?8, event_filter = ?9, action_type = ?10,
-            action_config = ?11, updated_at = ?12
-         WHERE id = ?1",
-        rusqlite::params![
-            id,
-            row.entity_id,
-            row.name,
-            row.description,
-            row.enabled,
-            scope_type,
-            scope_id,
-            row.event_type,
-            row.event_filter,
-            row.action_type,
-            row.action_config.to_string(),
-            now(),
-        ],
+        "UPDATE triggers SET entity_id = ?1, name = ?2, description = ?3, enabled = ?4,
+            scope_type = ?5, scope_id = ?6, event_type = ?7, event_filter = ?8, action_type = ?9,
+            action_config = ?10, updated_at = ?11
+         WHERE id = ?12",
+        params.as_slice(),
     )?;
-    trigger_by_id(conn, id)
+    trigger_by_id(conn, row.id)
 }
 
 pub fn delete_trigger(conn: &Connection, id: i64) -> StoreResult<()> {
