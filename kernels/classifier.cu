@@ -8,6 +8,15 @@ extern "C" __global__ void softmax_cross_entropy(float* losses, float* dlogits,
     const size_t row = blockIdx.x;
     const float* x = logits + row * V;
     float* d = dlogits + row * V;
+    const u32 target = targets[row];
+
+    // An ignored target (IGNORE_INDEX in backend/mod.rs) counts for nothing. The whole block
+    // takes this branch, so leaving before the reductions' barriers is safe.
+    if (target == 0xffffffffu) {
+        for (int i = threadIdx.x; i < V; i += blockDim.x) d[i] = 0.0f;
+        if (threadIdx.x == 0) losses[row] = 0.0f;
+        return;
+    }
 
     // Online softmax statistics: each thread keeps the running max of its elements and the sum
     // of exp(x - max), rescaling the sum whenever the max grows.
@@ -24,7 +33,6 @@ extern "C" __global__ void softmax_cross_entropy(float* losses, float* dlogits,
     // A thread that saw no element has max = -inf and sum = 0; expf(-inf) = 0 keeps it at 0.
     const float row_sum = block_sum(sum * expf(max - row_max));
 
-    const u32 target = targets[row];
     if (threadIdx.x == 0) losses[row] = logf(row_sum) - (x[target] - row_max);
     const float norm = grad_scale / row_sum;
     for (int i = threadIdx.x; i < V; i += blockDim.x) {

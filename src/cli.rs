@@ -21,8 +21,10 @@ pub struct Cli {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Log filter (tracing syntax), e.g. `debug` or `mlwf=trace`.
-    #[arg(long, global = true, env = "MLWF_LOG", default_value = "info")]
+    /// Log filter (tracing syntax) for the diagnostic log on stderr, e.g. `info`, `debug` or
+    /// `mlwf=trace`. The default shows warnings and errors only: what a command has to say is
+    /// its own output, printed once.
+    #[arg(long, global = true, env = "MLWF_LOG", default_value = "warn")]
     pub log: String,
 
     #[command(subcommand)]

@@ -36,12 +36,16 @@ fn closed_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// The diagnostic log on stderr, filtered by `--log`; colours only on a terminal, so a log
+/// piped to a file or read by CI holds no escape codes.
 fn init_tracing(filter: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::config::DatasetSpec;
 use super::rng::SplitMix64;
 use crate::experiment::keys;
+use crate::train::backend::IGNORE_INDEX;
 use crate::wandb::{ArtifactRef, Client, Row};
 
 pub const SHAKESPEARE_URL: &str =
@@ -226,6 +227,12 @@ pub struct Dataset {
     pub tokenizer: CharTokenizer,
     pub train: Vec<u32>,
     pub val: Vec<u32>,
+    /// Which tokens the loss counts, per split (`[train, val]`); `None`: every one. For addition,
+    /// the answers (after each `=`, through the line's end): the operands are given, not
+    /// predicted, and a loss on them, two thirds of every line, drowns the answer's signal.
+    pub scored: Option<[Vec<bool>; 2]>,
+    /// Where each line starts, per split, for addition (see [`Dataset::source`]).
+    pub line_starts: Option<[Vec<usize>; 2]>,
 }
 
 impl Dataset {
@@ -252,11 +259,29 @@ impl Dataset {
                 .position(|&t| t == newline)
                 .unwrap_or(tokens.len() - split);
         }
+        let scored = match kind {
+            Kind::Addition(_) => answers(&tokenizer, &tokens).map(|mut train| {
+                let val = train.split_off(split);
+                [train, val]
+            }),
+            Kind::Text => None,
+        };
         let val = tokens.split_off(split);
         ensure!(
             !val.is_empty(),
             "dataset {name} is too small to hold out {val_fraction} of it for validation"
         );
+        let line_starts = match (kind, tokenizer.id('\n')) {
+            (Kind::Addition(_), Some(newline)) => {
+                let starts = |tokens: &[u32]| -> Vec<usize> {
+                    std::iter::once(0)
+                        .chain((1..tokens.len()).filter(|&i| tokens[i - 1] == newline))
+                        .collect()
+                };
+                Some([starts(&tokens), starts(&val)])
+            }
+            _ => None,
+        };
         Ok(Self {
             name: name.to_owned(),
             kind,
@@ -264,7 +289,32 @@ impl Dataset {
             tokenizer,
             train: tokens,
             val,
+            scored,
+            line_starts,
         })
+    }
+
+    /// The tokens the loss counts in `split`; `None`: all.
+    pub fn scored(&self, split: Split) -> Option<&[bool]> {
+        self.scored.as_ref().map(|[train, val]| match split {
+            Split::Train => train.as_slice(),
+            Split::Val => val.as_slice(),
+        })
+    }
+
+    /// What batches of `split` are cut from. Problems are cut at line starts, so each sits at
+    /// the same positions of every window (as the prompts of the evaluation do): the model
+    /// finds an operand's digits at fixed places instead of learning every shift of them.
+    pub fn source(&self, split: Split) -> Source<'_> {
+        let index = match split {
+            Split::Train => 0,
+            Split::Val => 1,
+        };
+        Source {
+            tokens: self.tokens(split),
+            scored: self.scored(split),
+            line_starts: self.line_starts.as_ref().map(|s| s[index].as_slice()),
+        }
     }
 
     pub fn tokens(&self, split: Split) -> &[u32] {
@@ -358,8 +408,50 @@ impl Dataset {
     }
 }
 
+/// For each token of addition text, whether it belongs to an answer: the characters after an
+/// `=` through the end of its line. `None` when the text has no `=` or no line ends.
+fn answers(tokenizer: &CharTokenizer, tokens: &[u32]) -> Option<Vec<bool>> {
+    let (equals, newline) = (tokenizer.id('=')?, tokenizer.id('\n')?);
+    let mut in_answer = false;
+    Some(
+        tokens
+            .iter()
+            .map(|&t| {
+                let scored = in_answer;
+                if t == equals {
+                    in_answer = true;
+                } else if t == newline {
+                    in_answer = false;
+                }
+                scored
+            })
+            .collect(),
+    )
+}
+
+/// What a [`BatchSampler`] cuts windows from.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub tokens: &'a [u32],
+    /// Which targets count (as long as `tokens`); the others are [`IGNORE_INDEX`]. `None`: all.
+    pub scored: Option<&'a [bool]>,
+    /// Where windows may start, ascending; `None`: anywhere.
+    pub line_starts: Option<&'a [usize]>,
+}
+
+impl<'a> Source<'a> {
+    /// Every token counts; windows start anywhere.
+    pub fn plain(tokens: &'a [u32]) -> Source<'a> {
+        Source {
+            tokens,
+            scored: None,
+            line_starts: None,
+        }
+    }
+}
+
 /// One batch: `inputs` and `targets` are `batch × seq` token ids, row-major; each target is the
-/// token after its input.
+/// token after its input, or [`IGNORE_INDEX`] where the loss does not count it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub inputs: Vec<u32>,
@@ -387,20 +479,46 @@ impl BatchSampler {
         self.draws
     }
 
-    pub fn sample(&mut self, tokens: &[u32], batch: usize, seq: usize) -> anyhow::Result<Batch> {
-        let Some(starts) = tokens.len().checked_sub(seq).filter(|&n| n > 0) else {
+    pub fn sample(
+        &mut self,
+        source: &Source<'_>,
+        batch: usize,
+        seq: usize,
+    ) -> anyhow::Result<Batch> {
+        let tokens = source.tokens;
+        let Some(last) = tokens.len().checked_sub(seq).filter(|&n| n > 0) else {
             bail!(
                 "{} tokens cannot fill a sequence of {seq} plus its next-token target",
                 tokens.len()
             );
         };
+        // Windows need `seq + 1` tokens: the starts before `last` have them.
+        let fitting: Option<&[usize]> = source.line_starts.map(|starts| {
+            let n = starts.partition_point(|&s| s < last);
+            &starts[..n]
+        });
+        if fitting.is_some_and(<[usize]>::is_empty) {
+            bail!("no line starts a window of {seq} tokens plus its next-token target");
+        }
         let mut rng = SplitMix64::at(self.seed, self.draws);
         let mut inputs = Vec::with_capacity(batch * seq);
         let mut targets = Vec::with_capacity(batch * seq);
         for _ in 0..batch {
-            let start = rng.below(starts as u64) as usize;
+            let start = match fitting {
+                Some(starts) => starts[rng.below(starts.len() as u64) as usize],
+                None => rng.below(last as u64) as usize,
+            };
             inputs.extend_from_slice(&tokens[start..start + seq]);
-            targets.extend_from_slice(&tokens[start + 1..start + seq + 1]);
+            let next = start + 1..start + seq + 1;
+            match source.scored {
+                Some(scored) => targets.extend(
+                    tokens[next.clone()]
+                        .iter()
+                        .zip(&scored[next])
+                        .map(|(&t, &counts)| if counts { t } else { IGNORE_INDEX }),
+                ),
+                None => targets.extend_from_slice(&tokens[next]),
+            }
         }
         self.draws += batch as u64;
         Ok(Batch { inputs, targets })
@@ -666,6 +784,54 @@ mod tests {
     }
 
     #[test]
+    fn only_the_answers_of_problems_are_scored() {
+        let text = "12+34=640\n05+05=010\n";
+        let kind = Kind::Addition(Addition { digits: 2 });
+        let data = Dataset::from_text("a", kind, text, 0.5).unwrap();
+        let scored: Vec<bool> = [Split::Train, Split::Val]
+            .iter()
+            .flat_map(|&s| data.scored(s).unwrap().to_vec())
+            .collect();
+        let marks: String = scored.iter().map(|&s| if s { 'x' } else { '.' }).collect();
+        assert_eq!(marks, "......xxxx......xxxx");
+        assert_eq!(data.scored(Split::Train).unwrap().len(), data.train.len());
+        assert!(Dataset::from_text("t", Kind::Text, text, 0.5)
+            .unwrap()
+            .scored
+            .is_none());
+
+        // Windows start at problems and keep their inputs whole; targets outside the answers
+        // are ignored.
+        let tokens: Vec<u32> = data.train.clone();
+        let mask = data.scored(Split::Train).unwrap();
+        let source = data.source(Split::Train);
+        assert_eq!(
+            source.line_starts,
+            Some(&[0][..]),
+            "the second line starts the validation split"
+        );
+        let batch = BatchSampler::new(3).sample(&source, 2, 6).unwrap();
+        for row in 0..2 {
+            let inputs = &batch.inputs[row * 6..(row + 1) * 6];
+            assert_eq!(
+                data.tokenizer.decode(&inputs[..3]).chars().nth(2),
+                Some('+')
+            );
+            let start = (0..tokens.len())
+                .find(|&s| tokens[s..].starts_with(inputs))
+                .unwrap();
+            for (j, &t) in batch.targets[row * 6..(row + 1) * 6].iter().enumerate() {
+                let want = if mask[start + 1 + j] {
+                    tokens[start + 1 + j]
+                } else {
+                    IGNORE_INDEX
+                };
+                assert_eq!(t, want);
+            }
+        }
+    }
+
+    #[test]
     fn eval_pairs_are_held_out_problems_or_text_windows() {
         let data = addition_dataset();
         let pairs = data.eval_pairs(16, 32);
@@ -697,7 +863,7 @@ mod tests {
     fn batches_are_seeded_shifted_windows_that_resume_exactly() {
         let tokens: Vec<u32> = (0..1000).collect();
         let mut sampler = BatchSampler::new(5);
-        let first = sampler.sample(&tokens, 4, 8).unwrap();
+        let first = sampler.sample(&Source::plain(&tokens), 4, 8).unwrap();
         assert_eq!((first.inputs.len(), first.targets.len()), (32, 32));
         for row in 0..4 {
             let inputs = &first.inputs[row * 8..row * 8 + 8];
@@ -705,19 +871,35 @@ mod tests {
             assert!(inputs.windows(2).all(|w| w[1] == w[0] + 1));
             assert!(inputs.iter().zip(targets).all(|(i, t)| *t == i + 1));
         }
-        let second = sampler.sample(&tokens, 4, 8).unwrap();
+        let second = sampler.sample(&Source::plain(&tokens), 4, 8).unwrap();
         assert_ne!(first, second);
         assert_eq!(sampler.draws(), 8);
-        assert_eq!(BatchSampler::new(5).sample(&tokens, 4, 8).unwrap(), first);
         assert_eq!(
-            BatchSampler::resume(5, 4).sample(&tokens, 4, 8).unwrap(),
+            BatchSampler::new(5)
+                .sample(&Source::plain(&tokens), 4, 8)
+                .unwrap(),
+            first
+        );
+        assert_eq!(
+            BatchSampler::resume(5, 4)
+                .sample(&Source::plain(&tokens), 4, 8)
+                .unwrap(),
             second
         );
-        assert_ne!(BatchSampler::new(6).sample(&tokens, 4, 8).unwrap(), first);
+        assert_ne!(
+            BatchSampler::new(6)
+                .sample(&Source::plain(&tokens), 4, 8)
+                .unwrap(),
+            first
+        );
         // The last window still has a target after it.
-        let exact = BatchSampler::new(1).sample(&tokens[..9], 3, 8).unwrap();
+        let exact = BatchSampler::new(1)
+            .sample(&Source::plain(&tokens[..9]), 3, 8)
+            .unwrap();
         assert_eq!(exact.targets[..8], tokens[1..9]);
-        assert!(BatchSampler::new(1).sample(&tokens[..8], 1, 8).is_err());
+        assert!(BatchSampler::new(1)
+            .sample(&Source::plain(&tokens[..8]), 1, 8)
+            .is_err());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use anyhow::{ensure, Result};
 
 use crate::train::backend::Backend;
-use crate::train::data::{BatchSampler, Dataset, EvalPair, Kind};
+use crate::train::data::{BatchSampler, Dataset, EvalPair, Kind, Split};
 use crate::train::model::Gpt;
 use crate::train::rng::counter_hash;
 use crate::train::tracking::table::Prediction;
@@ -90,9 +90,10 @@ impl Evaluator {
 
     fn val_loss<B: Backend>(&self, model: &mut Gpt<B>, data: &Dataset) -> Result<f32> {
         let mut sampler = BatchSampler::new(self.seed);
+        let source = data.source(Split::Val);
         let mut total = 0.0f64;
         for _ in 0..self.batches {
-            let batch = sampler.sample(&data.val, self.batch_size, self.seq)?;
+            let batch = sampler.sample(&source, self.batch_size, self.seq)?;
             let loss = model.forward(
                 &batch.inputs,
                 Some(&batch.targets),

@@ -7,7 +7,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::train::backend::{Backend, Btc, Linear};
+use crate::train::backend::{Backend, Btc, Linear, IGNORE_INDEX};
 use crate::train::optim::{clip_factor, decays, AdamW};
 use crate::train::rng::counter_hash;
 
@@ -53,6 +53,8 @@ impl ModelConfig {
     }
 }
 
+/// What [`Gpt::check_ids`] calls targets, the ids that may be [`IGNORE_INDEX`].
+const TARGET: &str = "target";
 /// Gradient L2 norms: over all parameters, and per group of parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradNorms {
@@ -723,14 +725,16 @@ impl<B: Backend> Gpt<B> {
         self.params.iter().map(|p| p.spec.numel()).sum()
     }
 
-    fn check_ids(&self, what: &str, ids: &[u32], expected: usize) -> Result<()> {
+    fn check_ids(&self, what: &'static str, ids: &[u32], expected: usize) -> Result<()> {
         ensure!(
             ids.len() == expected,
             "{} {what} tokens given for a batch of {expected}",
             ids.len()
         );
         let vocab = self.config.vocab_size;
-        if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| id as usize >= vocab) {
+        // Targets may be ignored; inputs never.
+        let allowed = |id: u32| (id as usize) < vocab || (what == TARGET && id == IGNORE_INDEX);
+        if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| !allowed(id)) {
             bail!("{what} token {id} at position {i} is outside the vocabulary of {vocab}");
         }
         Ok(())
@@ -758,7 +762,7 @@ impl<B: Backend> Gpt<B> {
         let rows = batch.checked_mul(seq).context("batch size overflows")?;
         self.check_ids("input", inputs, rows)?;
         if let Some(targets) = targets {
-            self.check_ids("target", targets, rows)?;
+            self.check_ids(TARGET, targets, rows)?;
         }
 
         self.last = None;
@@ -830,6 +834,12 @@ impl<B: Backend> Gpt<B> {
         let loss = match targets {
             Some(targets) => {
                 be.upload_ids(&mut acts.targets, targets)?;
+                // The mean over the targets that count; ignored ones add nothing.
+                let counted = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+                ensure!(
+                    counted > 0,
+                    "every target of the batch is ignored: there is nothing to learn from it"
+                );
                 be.softmax_cross_entropy(
                     &mut acts.losses,
                     &mut acts.dlogits,
@@ -837,11 +847,11 @@ impl<B: Backend> Gpt<B> {
                     &acts.targets,
                     rows,
                     vocab,
-                    1.0 / rows as f32,
+                    1.0 / counted as f32,
                 )?;
                 let losses = be.download(&acts.losses)?;
                 // Averaged in f64: the per-token losses are the result, not an intermediate.
-                Some((losses.iter().map(|&l| f64::from(l)).sum::<f64>() / rows as f64) as f32)
+                Some((losses.iter().map(|&l| f64::from(l)).sum::<f64>() / counted as f64) as f32)
             }
             None => None,
         };

@@ -392,7 +392,9 @@ impl<'a, B: Backend> Session<'a, B> {
                 o.warmup_iters,
                 total,
             );
-            let data = self.sampler.sample(&self.data.train, batch, seq)?;
+            let data = self
+                .sampler
+                .sample(&self.data.source(data::Split::Train), batch, seq)?;
             let want_groups = done.is_multiple_of(t.grad_norm_interval);
             let Step {
                 loss,

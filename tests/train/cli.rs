@@ -499,8 +499,9 @@ async fn the_project_flag_beats_the_environment_which_beats_the_config_file() {
     fx.shutdown().await;
 }
 
-/// The README's main command: the embedded store, built-in data, CPU. The tiny preset's loss
-/// on two-digit addition falls well below its start within a short budget.
+/// The README's main command: the embedded store, built-in data, CPU. Half the tiny preset's
+/// schedule already answers most held-out problems exactly (0.906 measured; the full 1,000
+/// steps reach ≥ 0.98).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tiny_learns_addition_on_the_embedded_store() {
     let dir = tempfile::tempdir().unwrap();
@@ -514,13 +515,27 @@ async fn tiny_learns_addition_on_the_embedded_store() {
     let output = mlwf(&[
         "train",
         "--set",
-        "optim.max_iters=300",
+        "optim.max_iters=500",
         "--set",
         "train.eval_interval=100",
     ]);
     assert!(output.status.success(), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("embedded local store"), "{stderr}");
+    // Piped, the console is plain text, and says each thing once.
+    let console = format!("{}{stderr}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !console.contains('\u{1b}'),
+        "escape codes when piped:\n{console}"
+    );
+    let mut seen = std::collections::HashSet::new();
+    for line in console.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(seen.insert(line), "printed twice: {line:?}\n{console}");
+    }
+    assert!(
+        !console.contains(" INFO "),
+        "the diagnostic log on the console:\n{console}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     let id = stdout
         .lines()
@@ -531,8 +546,16 @@ async fn tiny_learns_addition_on_the_embedded_store() {
     let summary = mlwf(&["results", "summary", "--run", &id, "--json"]);
     assert!(summary.status.success(), "{}", text(&summary));
     let run: Value = serde_json::from_slice(&summary.stdout).unwrap();
+    let accuracy = run["summary"]["val/accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy >= 0.8,
+        "val/accuracy {accuracy} after 500 steps: {run:#}"
+    );
     let loss = run["summary"]["val/loss"].as_f64().unwrap();
-    assert!(loss < 1.7, "val/loss {loss} after 300 steps: {run:#}");
+    assert!(
+        loss < 0.5,
+        "val/loss {loss} (answers only) after 500 steps: {run:#}"
+    );
     assert!(Path::new(dir.path()).join(".mlwf/server").exists());
 }
 

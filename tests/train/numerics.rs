@@ -4,7 +4,7 @@
 //!
 //! The op checks are generic over `Backend`, so a device backend can run the same ones.
 
-use mlwf::train::backend::{dropout_keep, dropout_threshold, Backend, Btc, Linear};
+use mlwf::train::backend::{dropout_keep, dropout_threshold, Backend, Btc, Linear, IGNORE_INDEX};
 use mlwf::train::cpu::CpuBackend;
 use mlwf::train::model::{Gpt, ModelConfig, ModelState, NamedTensor};
 use mlwf::train::optim::{clip_factor, decays, lr_at, AdamW};
@@ -387,40 +387,61 @@ fn residual_gradcheck<B: Backend>(be: &B) {
 fn classifier_gradcheck<B: Backend>(be: &B) {
     let (rows, vocab) = (6, 5);
     let logits = data(1, rows * vocab, -3.0, 3.0);
-    let targets = vec![0u32, 4, 2, 2, 1, 3];
-    let targets_buf = up_ids(be, &targets);
-    let run = |logits: &[f32]| {
-        let (mut losses, mut dlogits) = (zeros(be, rows), zeros(be, rows * vocab));
-        be.softmax_cross_entropy(
-            &mut losses,
-            &mut dlogits,
-            &up(be, logits),
-            &targets_buf,
-            rows,
-            vocab,
-            1.0 / rows as f32,
-        )
-        .unwrap();
-        (down(be, &losses), down(be, &dlogits))
-    };
-    let mean = |losses: Vec<f32>| losses.iter().map(|&l| f64::from(l)).sum::<f64>() / rows as f64;
+    // All targets counted, then two ignored (the prompt tokens of a problem).
+    for targets in [
+        vec![0u32, 4, 2, 2, 1, 3],
+        vec![0, IGNORE_INDEX, 2, IGNORE_INDEX, 1, 3],
+    ] {
+        let counted = targets.iter().filter(|&&t| t != IGNORE_INDEX).count();
+        let targets_buf = up_ids(be, &targets);
+        let run = |logits: &[f32]| {
+            let (mut losses, mut dlogits) = (zeros(be, rows), zeros(be, rows * vocab));
+            be.softmax_cross_entropy(
+                &mut losses,
+                &mut dlogits,
+                &up(be, logits),
+                &targets_buf,
+                rows,
+                vocab,
+                1.0 / counted as f32,
+            )
+            .unwrap();
+            (down(be, &losses), down(be, &dlogits))
+        };
+        let mean =
+            |losses: Vec<f32>| losses.iter().map(|&l| f64::from(l)).sum::<f64>() / counted as f64;
 
-    let (uniform, _) = run(&vec![0.7; rows * vocab]);
-    for l in uniform {
-        assert!(
-            (l - (vocab as f32).ln()).abs() < 1e-6,
-            "uniform logits give ln V, not {l}"
+        let (uniform, _) = run(&vec![0.7; rows * vocab]);
+        for (l, &t) in uniform.iter().zip(&targets) {
+            let want = if t == IGNORE_INDEX {
+                0.0
+            } else {
+                (vocab as f32).ln()
+            };
+            assert!(
+                (l - want).abs() < 1e-6,
+                "uniform logits give {want}, not {l}"
+            );
+        }
+        let (_, dlogits) = run(&logits);
+        for (row, &t) in targets.iter().enumerate() {
+            if t == IGNORE_INDEX {
+                let grad = &dlogits[row * vocab..(row + 1) * vocab];
+                assert!(
+                    grad.iter().all(|&g| g == 0.0),
+                    "ignored row {row}: {grad:?}"
+                );
+            }
+        }
+        check_grad(
+            &format!("cross-entropy dlogits, {counted} of {rows} counted"),
+            &logits,
+            &dlogits,
+            EPS,
+            SMOOTH_TOL,
+            |x| mean(run(x).0),
         );
     }
-    let (_, dlogits) = run(&logits);
-    check_grad(
-        "cross-entropy dlogits",
-        &logits,
-        &dlogits,
-        EPS,
-        SMOOTH_TOL,
-        |x| mean(run(x).0),
-    );
 }
 
 fn dropout_gradcheck<B: Backend>(be: &B) {
@@ -1123,7 +1144,8 @@ mod model {
         let mut bad_token = inputs.clone();
         bad_token[5] = 7;
         let mut bad_target = targets.clone();
-        bad_target[0] = u32::MAX;
+        // One past the vocabulary (u32::MAX would be the ignore index, which targets may be).
+        bad_target[0] = 7;
         let long = tokens(1, 12, 7);
         let cases: [BadBatch; 6] = [
             (
@@ -1133,7 +1155,13 @@ mod model {
                 4,
                 "input token 7 at position 5 is outside the vocabulary of 7",
             ),
-            (&inputs, Some(&bad_target), 2, 4, "target token 4294967295"),
+            (
+                &inputs,
+                Some(&bad_target),
+                2,
+                4,
+                "target token 7 at position 0 is outside the vocabulary of 7",
+            ),
             (
                 &long,
                 None,

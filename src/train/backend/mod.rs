@@ -149,6 +149,11 @@ pub enum DeviceError {
     },
 }
 
+/// A target the loss does not count (PyTorch's `ignore_index`): its row adds nothing to the
+/// loss or the gradient. Used for the prompt tokens of problems, whose answers alone are
+/// learned.
+pub const IGNORE_INDEX: u32 = u32::MAX;
+
 /// A compute backend: memory plus the forward and backward kernels of every layer of the GPT.
 ///
 /// Every method returns `Result` because a device backend can fail at any call (out of memory, a
@@ -304,7 +309,8 @@ pub trait Backend {
 
     /// Softmax cross-entropy fused with its gradient. For each of `rows` rows of `logits`
     /// (`[rows,V]`) writes `losses[r] = logsumexp(logits[r]) - logits[r, targets[r]]` and
-    /// overwrites `dlogits[r] = (softmax(logits[r]) - onehot(targets[r])) · grad_scale`.
+    /// overwrites `dlogits[r] = (softmax(logits[r]) - onehot(targets[r])) · grad_scale`. A row
+    /// whose target is [`IGNORE_INDEX`] gets a zero loss and a zero gradient.
     fn softmax_cross_entropy(
         &self,
         losses: &mut Self::Buf,

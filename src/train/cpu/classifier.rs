@@ -4,7 +4,7 @@
 use anyhow::Result;
 use rayon::prelude::*;
 
-use crate::train::backend::shape;
+use crate::train::backend::{shape, IGNORE_INDEX};
 
 /// Rows per rayon task; a row is a whole vocabulary, so a few rows already make a task.
 const ROWS_PER_TASK: usize = 4;
@@ -23,7 +23,7 @@ pub fn softmax_cross_entropy(
     if let Some((i, &t)) = targets
         .iter()
         .enumerate()
-        .find(|(_, &t)| t as usize >= vocab)
+        .find(|(_, &t)| t as usize >= vocab && t != IGNORE_INDEX)
     {
         anyhow::bail!("target {t} at position {i} is outside the vocabulary of {vocab}");
     }
@@ -33,6 +33,11 @@ pub fn softmax_cross_entropy(
         .zip(losses.par_iter_mut().zip(targets.par_iter()))
         .with_min_len(ROWS_PER_TASK)
         .for_each(|((dl, x), (loss, &target))| {
+            if target == IGNORE_INDEX {
+                dl.fill(0.0);
+                *loss = 0.0;
+                return;
+            }
             let target = target as usize;
             let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0.0f32;

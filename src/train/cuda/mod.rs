@@ -50,6 +50,7 @@ pub use context::{driver_present, GpuFacts};
 use crate::experiment::keys;
 use crate::train::backend::{
     dropout_threshold, shape, AdamWUpdate, Backend, Btc, Linear, MetricSource, Precision,
+    IGNORE_INDEX,
 };
 use crate::wandb::Row;
 
@@ -58,11 +59,24 @@ use context::Gpu;
 /// Token ids on the device, with the largest one kept on the host for the vocabulary checks.
 pub struct CudaIds {
     buf: CudaSlice<u32>,
+    /// The largest id that is not [`IGNORE_INDEX`].
     max: Option<u32>,
+    /// Whether some id is [`IGNORE_INDEX`] (targets may be; embedding inputs may not).
+    ignored: bool,
 }
 
 impl CudaIds {
+    /// Inputs: every id in the vocabulary.
     fn check_below(&self, what: &str, vocab: usize) -> Result<()> {
+        ensure!(
+            !self.ignored,
+            "a {what} is the ignore index, which only targets may be"
+        );
+        self.check_targets(what, vocab)
+    }
+
+    /// Targets: every id in the vocabulary or ignored.
+    fn check_targets(&self, what: &str, vocab: usize) -> Result<()> {
         match self.max {
             Some(id) if id as usize >= vocab => {
                 Err(anyhow!("{what} {id} is outside the vocabulary of {vocab}"))
@@ -233,6 +247,7 @@ impl Backend for CudaBackend {
         Ok(CudaIds {
             buf,
             max: (len > 0).then_some(0),
+            ignored: false,
         })
     }
 
@@ -240,7 +255,8 @@ impl Backend for CudaBackend {
         shape::len("token id upload source", data.len(), ids.buf.len())?;
         let r = self.gpu.stream.memcpy_htod(data, &mut ids.buf);
         self.driver("copying token ids to the GPU", r)?;
-        ids.max = data.iter().copied().max();
+        ids.max = data.iter().copied().filter(|&id| id != IGNORE_INDEX).max();
+        ids.ignored = data.contains(&IGNORE_INDEX);
         Ok(())
     }
 
@@ -526,7 +542,7 @@ impl Backend for CudaBackend {
     ) -> Result<()> {
         let lens = (losses.len(), dlogits.len(), logits.len(), targets.buf.len());
         shape::cross_entropy(lens, rows, vocab)?;
-        targets.check_below("target", vocab)?;
+        targets.check_targets("target", vocab)?;
         if rows == 0 {
             return Ok(());
         }
