@@ -28,7 +28,7 @@ use crate::train::tracking::f32_json;
 use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
 use crate::train::tracking::sysmetrics::{self, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;
-use crate::wandb::{safe_artifact_name, ArtifactSpec, Row, Run, RunSpec};
+use crate::wandb::{safe_artifact_name, ArtifactRef, ArtifactSpec, Row, Run, RunSpec};
 
 /// What one training run needs, resolved by `commands/train.rs`.
 #[derive(Debug, Clone)]
@@ -88,12 +88,12 @@ async fn train(store: &Store, settings: Settings) -> Result<u8> {
         .with_context(|| format!("starting a run on the {}", store.location))?;
     let run = Arc::new(run);
     console.attach(run.clone());
+    // Where it is stored was said when the store was opened, and the summary says it again.
     console.out(format!(
-        "mlwf: run {}/{}/{} on the {}",
+        "mlwf: run {}/{}/{}",
         run.entity(),
         run.project(),
-        run.id(),
-        store.location
+        run.id()
     ));
 
     let started = Instant::now();
@@ -132,6 +132,34 @@ struct Setup<'a> {
 }
 
 impl Setup<'_> {
+    /// A resumed run's own latest checkpoint (`model-<run id>:latest`), if it has one: a Launch
+    /// requeue (or `WANDB_RESUME`) brings a preempted or crashed run back under its id, and
+    /// it carries on from there by itself. An explicit `run.resume_from` wins.
+    async fn own_checkpoint(&self) -> Result<Option<ResumeFrom>> {
+        let run = &self.run;
+        if !run.resumed() {
+            return Ok(None);
+        }
+        let reference = ArtifactRef {
+            entity: Some(run.entity().to_owned()),
+            project: Some(run.project().to_owned()),
+            name: keys::checkpoint_artifact(run.id()),
+            alias: "latest".to_owned(),
+        };
+        match self.store.client.artifact(&reference).await {
+            Ok(_) => {
+                self.console.out(format!(
+                    "mlwf: run {} resumes from its latest checkpoint ({})",
+                    run.id(),
+                    reference
+                ));
+                Ok(Some(ResumeFrom::Artifact(reference)))
+            }
+            Err(crate::wandb::Error::NotFound(_)) => Ok(None),
+            Err(err) => Err(err).context("looking for the resumed run's checkpoint"),
+        }
+    }
+
     /// Loads the data, builds (or resumes) the model on the chosen device and trains it.
     async fn train(self, cancel: Cancel) -> Result<Row> {
         let config = &self.config;
@@ -142,7 +170,11 @@ impl Setup<'_> {
         dataset.check_fits(config.model.block_size)?;
         self.record_dataset(spec, &dataset, cache).await?;
 
-        let resumed = match &config.run.resume_from {
+        let resume_from = match &config.run.resume_from {
+            Some(from) => Some(from.clone()),
+            None => self.own_checkpoint().await?,
+        };
+        let resumed = match &resume_from {
             Some(from) => {
                 let downloads = cache.join("checkpoints");
                 let ckpt = checkpoint::load(from, Some(client), &downloads).await?;
@@ -423,12 +455,13 @@ impl<'a, B: Backend> Session<'a, B> {
             })?;
             window.add(loss, begun.elapsed(), batch * seq);
             bar.set_position(done);
-            bar.set_message(format!("loss {loss:.4}"));
 
             let mut row = Row::new();
             if done.is_multiple_of(t.log_interval) || done == total {
                 let line = window.log(&mut row, lr, norm);
-                console.out(format!("step {done:>6}/{total}  {line}"));
+                console.progress_line(&format!("step {done:>6}/{total}"), &line);
+            } else if done == start + 1 {
+                bar.set_message(format!("loss {loss:.4}"));
             }
             if let Some(groups) = groups {
                 for (group, value) in groups.groups {

@@ -320,6 +320,48 @@ async fn same_seed_same_curve_and_resume_continues_it() {
     fx.shutdown().await;
 }
 
+/// A Launch requeue brings a run back under its id (`WANDB_RUN_ID`, `WANDB_RESUME`): it resumes
+/// from its own latest checkpoint by itself, and its steps carry on from there, each logged once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_run_resumes_from_its_own_checkpoint() {
+    let fx = Fixture::start().await;
+    let id = "requeued1";
+    let env = [("WANDB_RUN_ID", id), ("WANDB_RESUME", "allow")];
+    let mut crashing = env.to_vec();
+    crashing.push(("MLWF_FAULT", "panic-at-step:45"));
+    let first = fx.train(QUICK, &crashing).await;
+    assert!(!first.status.success(), "{}", text(&first));
+    let before = train_losses(&fx.history(id).await);
+    assert_eq!(before.last().map(|(s, _)| *s), Some(40), "{before:?}");
+
+    let second = fx.train(QUICK, &env).await;
+    assert!(second.status.success(), "{}", text(&second));
+    let said = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        said.contains("resumes from its latest checkpoint"),
+        "{said}"
+    );
+    let config = &fx.summary(id).await["config"];
+    assert_eq!(config["resumed_step"], 30, "{config:#}");
+    assert_eq!(
+        config["resumed_from"],
+        json!(format!("artifact:{ENTITY}/{PROJECT}/model-{id}:latest"))
+    );
+    let after = train_losses(&fx.history(id).await);
+    let steps: Vec<u64> = after.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        steps,
+        [10, 20, 30, 40, 50, 60],
+        "continuous, none twice: {after:?}"
+    );
+    assert_eq!(
+        &after[..4],
+        &before[..],
+        "the first attempt's history stays as it was"
+    );
+    fx.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_environment_overrides_reach_the_run() {
     let fx = Fixture::start().await;

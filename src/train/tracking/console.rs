@@ -71,6 +71,24 @@ impl Console {
         }
     }
 
+    /// A training progress line, `step` then `details` (loss, tok/s): on a terminal the details
+    /// become the progress bar's message (the bar shows the step), so the terminal shows one
+    /// live bar with the evaluations above it; piped (or under CI) the line is printed plain.
+    /// The run's log gets the line either way.
+    pub fn progress_line(&self, step: &str, details: &str) {
+        let line = format!("{step}  {details}");
+        let mut state = self.lock();
+        let Some(bar) = state.bar.as_ref().filter(|bar| !bar.is_hidden()).cloned() else {
+            drop(state);
+            return self.out(line);
+        };
+        bar.set_message(details.to_owned());
+        match &state.run {
+            Some(run) => run.console(&line, Stream::Stdout),
+            None => state.pending.push((line, Stream::Stdout)),
+        }
+    }
+
     /// Starts a progress bar over `len` steps at `position`, drawn on stderr when it is a
     /// terminal. Its redraws never reach the run's log.
     pub fn progress(&self, len: u64, position: u64) -> ProgressBar {
