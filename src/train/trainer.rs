@@ -28,6 +28,7 @@ use crate::train::tracking::f32_json;
 use crate::train::tracking::guard::{self, Cancel, Outcome, RunEnd};
 use crate::train::tracking::sysmetrics::{self, ProcessMetrics, Sampler};
 use crate::train::tracking::table::predictions_table;
+use crate::train::tracking::uploads::{Upload, Uploads};
 use crate::wandb::{safe_artifact_name, ArtifactRef, ArtifactSpec, Row, Run, RunSpec};
 
 /// What one training run needs, resolved by `commands/train.rs`.
@@ -303,6 +304,9 @@ struct Session<'a, B: Backend> {
     checkpoint_dir: PathBuf,
     /// What every checkpoint artifact records besides its step and losses.
     checkpoint_metadata: Row,
+    /// Checkpoint uploads in flight, and the step of the newest checkpoint queued.
+    uploads: Uploads,
+    last_checkpoint: Option<u64>,
     /// Stops sampling system metrics when the session ends, however it ends.
     _system_metrics: Option<Sampler>,
 }
@@ -371,6 +375,8 @@ impl<'a, B: Backend> Session<'a, B> {
             last_accuracy: None,
             best,
             checkpoint_metadata,
+            uploads: Uploads::default(),
+            last_checkpoint: None,
             _system_metrics: system_metrics,
         })
     }
@@ -411,7 +417,8 @@ impl<'a, B: Backend> Session<'a, B> {
                 console.out(format!(
                     "mlwf: {reason} at step {step}; saving a checkpoint"
                 ));
-                self.checkpoint(step).await?;
+                self.checkpoint(step)?;
+                self.finish_uploads().await?;
                 return Ok(self.final_metrics(&window));
             }
             let done = step + 1;
@@ -473,10 +480,11 @@ impl<'a, B: Backend> Session<'a, B> {
             }
             self.log(done, row);
             if done.is_multiple_of(t.checkpoint_interval) || done == total {
-                self.checkpoint(done).await?;
+                self.checkpoint(done)?;
             }
         }
         console.finish_progress();
+        self.finish_uploads().await?;
         Ok(self.final_metrics(&window))
     }
 
@@ -538,10 +546,10 @@ impl<'a, B: Backend> Session<'a, B> {
         }
     }
 
-    /// Writes the checkpoint of `step` and logs it as a version of the run's model artifact
-    /// (`best` too when its validation loss is the best so far). The last one must succeed; an
-    /// intermediate one that fails is a warning, so a long run is not lost to a full disk.
-    async fn checkpoint(&self, step: u64) -> Result<()> {
+    /// Writes the checkpoint of `step` and queues its upload as a version of the run's model
+    /// artifact (`best` too when its validation loss is the best so far); training goes on
+    /// while it uploads. A checkpoint that cannot be written is a warning, except the last.
+    fn checkpoint(&mut self, step: u64) -> Result<()> {
         let at_eval = self.last_eval.filter(|(s, _)| *s == step);
         let ckpt = Checkpoint {
             model: self.model.config().clone(),
@@ -556,25 +564,28 @@ impl<'a, B: Backend> Session<'a, B> {
             },
         };
         let is_best = at_eval.is_some() && self.best.is_some_and(|(s, _)| s == step);
-        let aliases: &[&str] = if is_best { &["best"] } else { &[] };
-        let dir = &self.checkpoint_dir;
-        let saved = async {
-            ckpt.write(dir)?;
-            checkpoint::log_artifact(
-                &self.setup.run,
-                dir,
-                aliases,
-                self.checkpoint_metadata.clone(),
-            )
-            .await
-        }
-        .await;
+        let aliases = if is_best {
+            vec!["best".to_owned()]
+        } else {
+            Vec::new()
+        };
+        let dir = self.checkpoint_dir.clone();
+        let upload = Upload {
+            run: self.setup.run.clone(),
+            console: self.setup.console.clone(),
+            step,
+            aliases,
+            metadata: self.checkpoint_metadata.clone(),
+        };
+        let written = ckpt
+            .write(&dir)
+            .and_then(|()| self.uploads.push(&dir, upload));
         let last = step == self.setup.config.optim.max_iters;
-        match saved {
-            Ok(logged) => {
-                let version = logged.version.unwrap_or_else(|| "new version".into());
+        match written {
+            Ok(()) => {
+                self.last_checkpoint = Some(step);
                 self.setup.console.out(format!(
-                    "mlwf: checkpoint of step {step} in {} (artifact {}:{version})",
+                    "mlwf: checkpoint of step {step} in {} (uploading as {})",
                     dir.display(),
                     keys::checkpoint_artifact(self.setup.run.id())
                 ));
@@ -589,6 +600,21 @@ impl<'a, B: Backend> Session<'a, B> {
                 ));
                 Ok(())
             }
+        }
+    }
+
+    /// Waits for the checkpoint uploads. Each failed one was reported as it failed; the newest
+    /// one failing fails the run, since it is what a resume would need.
+    async fn finish_uploads(&mut self) -> Result<()> {
+        let failed = self.uploads.finish().await;
+        match failed
+            .iter()
+            .find(|(step, _)| Some(*step) == self.last_checkpoint)
+        {
+            Some((step, why)) => Err(anyhow!(
+                "the checkpoint of step {step} was not uploaded: {why}"
+            )),
+            None => Ok(()),
         }
     }
 

@@ -7,6 +7,7 @@ pub mod console;
 pub mod guard;
 pub mod sysmetrics;
 pub mod table;
+pub mod uploads;
 
 use serde_json::Value;
 
