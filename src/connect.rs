@@ -119,17 +119,17 @@ async fn open_remote(
     }
     let base_url = env.base_url.to_string();
     if env.api_key.is_none() {
-        match key_set {
-            // An unset GitHub secret expands to "": the key is there, but empty.
-            true => bail!(
+        // An unset GitHub secret expands to "": the key is there, but empty.
+        if key_set {
+            bail!(
                 "WANDB_API_KEY is set in the environment but empty (an unset CI secret expands \
                  to \"\"): set it to your W&B API key, or unset it to use the embedded local store"
-            ),
-            false => bail!(
-                "WANDB_BASE_URL is set to {base_url} but WANDB_API_KEY is not: set the key, \
-                 or unset WANDB_BASE_URL to use the embedded local store"
-            ),
+            );
         }
+        bail!(
+            "WANDB_BASE_URL is set to {base_url} but WANDB_API_KEY is not: set the key, \
+             or unset WANDB_BASE_URL to use the embedded local store"
+        );
     }
     let client = Client::new(env).context("configuring the W&B client")?;
     bind(client, settings, Location::Remote { base_url }, None).await

@@ -201,6 +201,14 @@ pub enum Split {
 }
 
 impl Split {
+    /// Its place in the per-split `[train, val]` arrays.
+    fn index(self) -> usize {
+        match self {
+            Split::Train => 0,
+            Split::Val => 1,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Split::Train => "training",
@@ -296,24 +304,20 @@ impl Dataset {
 
     /// The tokens the loss counts in `split`; `None`: all.
     pub fn scored(&self, split: Split) -> Option<&[bool]> {
-        self.scored.as_ref().map(|[train, val]| match split {
-            Split::Train => train.as_slice(),
-            Split::Val => val.as_slice(),
-        })
+        self.scored.as_ref().map(|s| s[split.index()].as_slice())
     }
 
     /// What batches of `split` are cut from. Problems are cut at line starts, so each sits at
     /// the same positions of every window (as the prompts of the evaluation do): the model
     /// finds an operand's digits at fixed places instead of learning every shift of them.
     pub fn source(&self, split: Split) -> Source<'_> {
-        let index = match split {
-            Split::Train => 0,
-            Split::Val => 1,
-        };
         Source {
             tokens: self.tokens(split),
             scored: self.scored(split),
-            line_starts: self.line_starts.as_ref().map(|s| s[index].as_slice()),
+            line_starts: self
+                .line_starts
+                .as_ref()
+                .map(|s| s[split.index()].as_slice()),
         }
     }
 

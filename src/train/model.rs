@@ -52,9 +52,6 @@ impl ModelConfig {
         Ok(())
     }
 }
-
-/// What [`Gpt::check_ids`] calls targets, the ids that may be [`IGNORE_INDEX`].
-const TARGET: &str = "target";
 /// Gradient L2 norms: over all parameters, and per group of parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GradNorms {
@@ -725,15 +722,15 @@ impl<B: Backend> Gpt<B> {
         self.params.iter().map(|p| p.spec.numel()).sum()
     }
 
-    fn check_ids(&self, what: &'static str, ids: &[u32], expected: usize) -> Result<()> {
+    /// `ignorable`: the ids may be [`IGNORE_INDEX`] (targets may; inputs never).
+    fn check_ids(&self, what: &str, ids: &[u32], expected: usize, ignorable: bool) -> Result<()> {
         ensure!(
             ids.len() == expected,
             "{} {what} tokens given for a batch of {expected}",
             ids.len()
         );
         let vocab = self.config.vocab_size;
-        // Targets may be ignored; inputs never.
-        let allowed = |id: u32| (id as usize) < vocab || (what == TARGET && id == IGNORE_INDEX);
+        let allowed = |id: u32| (id as usize) < vocab || (ignorable && id == IGNORE_INDEX);
         if let Some((i, id)) = ids.iter().enumerate().find(|(_, &id)| !allowed(id)) {
             bail!("{what} token {id} at position {i} is outside the vocabulary of {vocab}");
         }
@@ -760,9 +757,9 @@ impl<B: Backend> Gpt<B> {
             self.config.block_size
         );
         let rows = batch.checked_mul(seq).context("batch size overflows")?;
-        self.check_ids("input", inputs, rows)?;
+        self.check_ids("input", inputs, rows, false)?;
         if let Some(targets) = targets {
-            self.check_ids(TARGET, targets, rows)?;
+            self.check_ids("target", targets, rows, true)?;
         }
 
         self.last = None;
